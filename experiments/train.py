@@ -1,0 +1,30 @@
+r"""Trains one family on one dataset.
+
+  python experiments/train.py --config experiments/configs/vae.py:digits --workdir runs/vae_digits \
+      [--config.train.steps=4000 ...]
+
+Running it again with the same --workdir resumes from the latest checkpoint; with
+more steps configured it continues. SIGTERM saves a checkpoint and exits cleanly.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from trilemma_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config: experiments/configs/<family>.py:<dataset>.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (resumed if it holds a run).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)
