@@ -7,7 +7,7 @@ import importlib
 import ml_collections
 
 from trilemma_jax.config import FAMILIES
-from trilemma_jax.data import DatasetInfo
+from trilemma_jax.data.info import DatasetInfo
 from trilemma_jax.train_state import Family
 
 

@@ -290,8 +290,15 @@ def _write_final_outputs(config, workdir, family, state, info, *, writer_step: i
   path = os.path.join(workdir, 'samples', f'step_{writer_step:07d}.png')
   plotting.save_samples(samples, path, kind=info.kind, means=info.means,
                         title=f'{config.family} on {info.name}, step {writer_step}')
+  test = data_lib.get_source(config.data.name, 'test', data_dir=config.data.data_dir or None)
+  if family.reconstruct is not None and info.kind == 'image':
+    x = next(data_lib.eval_batches(test, batch_size=min(32, len(test))))['x']
+    x_hat = np.asarray(jax.jit(family.reconstruct)(state, x))
+    pairs = np.stack([x, x_hat], axis=1).reshape(-1, *info.shape)  # originals left, recons right
+    plotting.save_image_grid(
+        pairs, os.path.join(workdir, 'samples', f'reconstructions_{writer_step:07d}.png'),
+        columns=8, scale=4 if info.shape[0] <= 16 else 2)
   if family.evaluate is not None and config.get('eval') is not None:
-    test = data_lib.get_source(config.data.name, 'test', data_dir=config.data.data_dir or None)
     scores = evaluate_likelihood(family, state, test, batch_size=config.eval.batch_size,
                                  seed=config.seed, limit=config.eval.num_examples or None)
     with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:

@@ -91,6 +91,7 @@ class Family:
     evaluate: optional ``(state, batch, rng) -> per-example metrics``
       (e.g. ``nll_bits_per_dim`` ``[B]``) on the test split; None when the
       family has no likelihood.
+    reconstruct: optional ``(state, x) -> x_hat`` for families with an encoder.
   """
 
   name: str
@@ -99,3 +100,4 @@ class Family:
   sample: Callable[..., jax.Array]
   samplers: Mapping[str, tuple[Mapping[str, Any], int]]
   evaluate: Callable[[TrainState, Batch, jax.Array], Metrics] | None = None
+  reconstruct: Callable[[TrainState, jax.Array], jax.Array] | None = None
