@@ -1,0 +1,98 @@
+"""Batches from a source: a shuffled, sharded, checkpointable train stream and
+an in-order pass for evaluation.
+
+The train stream is defined over example *indices*, globally: epoch ``e`` is
+the permutation of ``range(N)`` that grain's index shuffle draws from
+``seed + e``; consecutive runs of ``global_batch_size`` indices of the
+concatenated epochs form the global batches. Process ``p`` of ``P`` reads
+slice ``p`` of each global batch, so the union over processes is the global
+batch a single process would see: the data order does not depend on the
+number of hosts. Batches run across epoch boundaries, hence no example is ever
+dropped and every batch is full. The iterator's state is a position in this
+stream, which ``grain.checkpoint.CheckpointSave`` stores in an orbax
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import grain
+import jax
+import numpy as np
+
+from trilemma_jax.data.sources import read_batch
+
+# Reading is cheap next to a train step; a few batches ahead hide TFDS decoding.
+_READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
+
+
+class _BatchReader:
+  """Index batch ``[B]`` -> example batch; a class (not a closure) so it pickles."""
+
+  def __init__(self, source: Any):
+    self._source = source
+
+  def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return read_batch(self._source, indices)
+
+
+def _check_int(value: Any, what: str, low: int, high: int | None = None) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
+      high is not None and value >= high):
+    bound = f'in [{low}, {high})' if high is not None else f'>= {low}'
+    raise ValueError(f'{what} must be an integer {bound}, got {value!r}.')
+  return int(value)
+
+
+def train_iterator(source: Any, *, global_batch_size: int, seed: int,
+                   process_index: int | None = None,
+                   process_count: int | None = None) -> grain.DatasetIterator:
+  """An infinite, reshuffled-every-epoch stream of this process's batches.
+
+  Args:
+    source: random-access source of ``{'x', 'label'}`` examples.
+    global_batch_size: examples per step summed over all processes.
+    seed: data-order seed in ``[0, 2**32)``; the same seed gives the same
+      batches.
+    process_index: this process; default ``jax.process_index()``.
+    process_count: number of processes; default ``jax.process_count()``.
+
+  Returns:
+    A grain ``DatasetIterator`` of ``{'x': float32 [B, *shape], 'label': int32
+    [B]}`` with ``B = global_batch_size // process_count``; it supports
+    ``get_state()`` / ``set_state()``.
+  """
+  process_count = jax.process_count() if process_count is None else process_count
+  process_count = _check_int(process_count, 'process_count', 1)
+  process_index = jax.process_index() if process_index is None else process_index
+  process_index = _check_int(process_index, 'process_index', 0, process_count)
+  global_batch_size = _check_int(global_batch_size, 'global_batch_size', 1)
+  seed = _check_int(seed, 'seed', 0, 2**32)
+  if global_batch_size % process_count:
+    raise ValueError(
+        f'global_batch_size={global_batch_size} is not divisible by process_count='
+        f'{process_count}; every process must load the same number of examples. Use a '
+        f'multiple of {process_count}.')
+  n = len(source)
+  if n == 0:
+    raise ValueError(f'The source {source!r} is empty; there is nothing to train on.')
+  local_batch_size = global_batch_size // process_count
+  indices = (grain.MapDataset.range(n).shuffle(seed=seed).repeat()
+             .batch(local_batch_size, drop_remainder=True))
+  # Local batch k * P + p is process p's share of global batch k.
+  local = indices[process_index::process_count].map(_BatchReader(source))
+  return iter(local.to_iter_dataset(_READ_OPTIONS))
+
+
+def eval_batches(source: Any, *, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+  """All examples of ``source`` in order, ``batch_size`` at a time.
+
+  Returns:
+    An iterator of ``{'x': float32 [B, *shape], 'label': int32 [B]}``; the last batch holds
+    the remainder (``B <= batch_size``).
+  """
+  batch_size = _check_int(batch_size, 'batch_size', 1)  # checked now, not at first next()
+  n = len(source)
+  return (read_batch(source, np.arange(start, min(n, start + batch_size)))
+          for start in range(0, n, batch_size))
