@@ -20,7 +20,7 @@ def _gaussian(seed, n, d, shift=0.0):
   return np.random.default_rng(seed).normal(size=(n, d)) + shift
 
 
-# ----------------------------------------------------------------- precision, recall, density, coverage
+# ------------------------------------------------------ precision, recall, density, coverage
 
 
 @pytest.mark.parametrize('block_size', [64, 4096])

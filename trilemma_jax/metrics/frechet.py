@@ -12,8 +12,7 @@ float64 on the host: the matrices are only ``[d, d]``.
 from __future__ import annotations
 
 import numpy as np
-
-ArrayLike = np.ndarray  # anything ``np.asarray`` accepts, including ``jax.Array``
+from numpy.typing import ArrayLike
 
 # Rows per chunk when accumulating statistics, so a [50_000, 2048] float32 input
 # never needs a full float64 copy.

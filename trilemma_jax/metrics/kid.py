@@ -19,6 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _polynomial_kernel(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -61,8 +62,9 @@ def _subset_indices(key: jax.Array, *, num_subsets: int, subset_size: int, n_rea
   return real_idx, fake_idx
 
 
-def kernel_distance(real_features, fake_features, *, num_subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> dict[str, float]:
+def kernel_distance(real_features: ArrayLike, fake_features: ArrayLike, *,
+                    num_subsets: int = 100, subset_size: int = 1000,
+                    seed: int = 0) -> dict[str, float]:
   """Kernel distance: mean and std of the unbiased MMD² over random subsets.
 
   Each subset draws ``m = min(subset_size, N, M)`` points from each set without

@@ -30,6 +30,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 DEFAULT_BLOCK_SIZE = 1024
 
@@ -184,7 +185,7 @@ def _smallest(x: jax.Array, num_smallest: int, block_size: int) -> jax.Array:
   return out.reshape(-1, num_smallest)[:n]
 
 
-def nearest_neighbour_radii(features, k: int, *,
+def nearest_neighbour_radii(features: ArrayLike, k: int, *,
                             block_size: int = DEFAULT_BLOCK_SIZE) -> jax.Array:
   """Distance of each point to its k-th nearest neighbour in the same set, self excluded.
 
@@ -244,8 +245,8 @@ def _manifold_counts(real: jax.Array, fake: jax.Array, *, k_pr: int | None, k_dc
   return out
 
 
-def prdc(real_features, fake_features, *, k_pr: int = 3, k_dc: int = 5,
-         block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
+def prdc(real_features: ArrayLike, fake_features: ArrayLike, *, k_pr: int = 3,
+         k_dc: int = 5, block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
   """Precision, recall (k = ``k_pr``), density and coverage (k = ``k_dc``) in shared passes.
 
   Three sweeps in all: real×real (both radii from one top-k), fake×fake (recall
@@ -271,7 +272,7 @@ def prdc(real_features, fake_features, *, k_pr: int = 3, k_dc: int = 5,
   return _manifold_counts(real, fake, k_pr=k_pr, k_dc=k_dc, block_size=block_size)
 
 
-def precision_recall(real_features, fake_features, *, k: int = 3,
+def precision_recall(real_features: ArrayLike, fake_features: ArrayLike, *, k: int = 3,
                      block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
   """Improved precision and recall (Kynkäänniemi et al. 2019).
 
@@ -291,7 +292,7 @@ def precision_recall(real_features, fake_features, *, k: int = 3,
   return _manifold_counts(real, fake, k_pr=k, k_dc=None, block_size=block_size)
 
 
-def density_coverage(real_features, fake_features, *, k: int = 5,
+def density_coverage(real_features: ArrayLike, fake_features: ArrayLike, *, k: int = 5,
                      block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
   """Density and coverage (Naeem et al. 2020); only the real set gets balls.
 

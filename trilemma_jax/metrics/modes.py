@@ -16,6 +16,7 @@ host and return Python numbers.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _kl_to_uniform(counts: np.ndarray) -> float:
@@ -26,7 +27,7 @@ def _kl_to_uniform(counts: np.ndarray) -> float:
   return float(np.sum(p * np.log(p * num_bins)))
 
 
-def mode_metrics(samples, means, std) -> dict[str, float | int]:
+def mode_metrics(samples: ArrayLike, means: ArrayLike, std: ArrayLike) -> dict[str, float | int]:
   """Modes captured, fraction of high-quality samples and reverse KL.
 
   Args:
@@ -76,7 +77,7 @@ def mode_metrics(samples, means, std) -> dict[str, float | int]:
   }
 
 
-def label_mode_metrics(labels, num_classes: int = 1000, *,
+def label_mode_metrics(labels: ArrayLike, num_classes: int = 1000, *,
                        digit_base: int = 10) -> dict[str, float | int]:
   """Modes seen and KL(p̂ || uniform) of predicted stacked-digit labels.
 
