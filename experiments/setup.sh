@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Sets up trilemma_jax on a fresh machine: Debian's Fashion-MNIST files, a venv in
+# .venv with the pinned packages, and the package itself (editable, with the dev
+# extra). Safe to run again: it only redoes what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Fashion-MNIST IDX files (the `fashion_mnist` dataset reads them offline).
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "note: install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist)" \
+         "to use the fashion_mnist dataset." >&2
+  fi
+fi
+
+# Python 3.12 where pyenv has it (jax 0.12; see README), else python3.12, else python3 (>= 3.11).
+PY=""
+if command -v pyenv >/dev/null 2>&1 && [ -x "$(pyenv root)/versions/3.12.1/bin/python" ]; then
+  PY="$(pyenv root)/versions/3.12.1/bin/python"
+elif command -v python3.12 >/dev/null 2>&1; then
+  PY=python3.12
+else
+  PY=python3
+fi
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11), "trilemma_jax needs Python >= 3.11"'
+minor=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+
+if [ ! -x .venv/bin/python ] || [ "$(.venv/bin/python -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')" != "$minor" ]; then
+  rm -rf .venv
+  "$PY" -m venv .venv
+fi
+
+constraints="requirements/constraints-py${minor}.txt"
+stamp=.venv/.trilemma-installed
+want=$(cat setup.cfg "$constraints" 2>/dev/null | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  if [ -f "$constraints" ]; then
+    .venv/bin/python -m pip install -q -c "$constraints" -e '.[dev]'
+  else
+    echo "note: no pinned versions for Python ${minor}; installing the newest that pip resolves." >&2
+    .venv/bin/python -m pip install -q -e '.[dev]'
+  fi
+  echo "$want" > "$stamp"
+fi

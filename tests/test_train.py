@@ -1,0 +1,167 @@
+"""The train engine: 1 vs 8 devices, exact resume (also after SIGKILL), SIGTERM, outputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from trilemma_jax import train
+from trilemma_jax.data import load_info
+from trilemma_jax.families import build_family
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VAE_CONFIG = os.path.join(REPO, 'experiments', 'configs', 'vae.py')
+
+
+def small_vae_config(steps=12, dataset='ring8'):
+  sys.path.insert(0, os.path.dirname(VAE_CONFIG))
+  try:
+    import vae as vae_config  # experiments/configs/vae.py
+  finally:
+    sys.path.pop(0)
+  c = vae_config.get_config(dataset)
+  c.model.hidden = (32, 32)
+  c.model.channels = (8,)
+  c.model.conv_hidden = 32
+  c.data.batch_size = 32
+  c.train.steps = steps
+  c.train.log_every = 4
+  c.train.checkpoint_every = 4
+  c.train.progress = False
+  c.train.num_samples = 16
+  c.vae.iwae_samples = 4
+  c.eval.num_examples = 64
+  return c
+
+
+def final_params(workdir, config):
+  info = load_info(config.data.name)
+  family = build_family(config, info)
+  state = train.restore_state(workdir, family, info, jax.sharding.Mesh(
+      np.asarray(jax.devices()[:1]), ('data',)))
+  return jax.device_get(state)
+
+
+def test_one_and_eight_devices_give_the_same_parameters(tmp_path):
+  assert len(jax.devices()) == 8, 'conftest must force 8 CPU devices'
+  config = small_vae_config(steps=8)
+  one = train.train_and_evaluate(config, str(tmp_path / 'one'), devices=jax.devices()[:1])
+  eight = train.train_and_evaluate(config, str(tmp_path / 'eight'), devices=jax.devices())
+  np.testing.assert_equal(int(one.step), 8)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
+               jax.device_get(one.params), jax.device_get(eight.params))
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
+  config = small_vae_config()
+  config.data.batch_size = 12
+  with pytest.raises(ValueError, match='not divisible by the 8 devices'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_bad_config_is_rejected_up_front(tmp_path):
+  config = small_vae_config()
+  config.train.steps = 0
+  with pytest.raises(ValueError, match='config.train.steps must be a positive integer'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_resume_with_more_steps_is_bit_exact_and_outputs_are_written(tmp_path):
+  config = small_vae_config(steps=12, dataset='digits')
+  unbroken = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  short = small_vae_config(steps=6, dataset='digits')
+  train.train_and_evaluate(short, str(tmp_path / 'b'))
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(unbroken.params),
+               jax.device_get(resumed.params))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(unbroken.opt_state),
+               jax.device_get(resumed.opt_state))
+
+  workdir = tmp_path / 'b'
+  rows = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
+  train_steps = [r['step'] for r in rows if 'loss' in r]
+  assert train_steps == [4, 6, 8, 12], train_steps  # every logged step once, in order
+  test_rows = [r for r in rows if 'test/nll_bits_per_dim' in r]
+  assert len(test_rows) == 1 and test_rows[0]['step'] == 12
+  assert 0 < test_rows[0]['test/nll_bits_per_dim'] < 10
+  assert json.load(open(workdir / 'config.json'))['family'] == 'vae'
+  pngs = sorted(os.listdir(workdir / 'samples'))
+  assert 'step_0000012.png' in pngs and 'reconstructions_0000012.png' in pngs
+  assert any(f.startswith('events') for f in os.listdir(workdir / 'tensorboard'))
+
+
+def test_workdir_of_another_run_is_refused(tmp_path):
+  train.train_and_evaluate(small_vae_config(steps=4), str(tmp_path))
+  other = small_vae_config(steps=8, dataset='grid25')
+  with pytest.raises(ValueError, match='data.name'):
+    train.train_and_evaluate(other, str(tmp_path))
+
+
+def _cli(workdir, steps, every):
+  return [sys.executable, os.path.join(REPO, 'experiments', 'train.py'),
+          f'--config={VAE_CONFIG}:ring8', f'--workdir={workdir}',
+          f'--config.train.steps={steps}', f'--config.train.checkpoint_every={every}',
+          '--config.train.log_every=10', '--config.train.progress=False',
+          '--config.data.batch_size=64', '--config.model.hidden=(64,64)',
+          '--config.vae.iwae_samples=4', '--config.eval.num_examples=64']
+
+
+def _wait_for_checkpoint(workdir, min_step, proc, timeout=240):
+  ckpt = os.path.join(workdir, 'checkpoints')
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if os.path.isdir(ckpt):
+      steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()]
+      if steps and max(steps) >= min_step:
+        return max(steps)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.05)
+  raise TimeoutError(f'no checkpoint >= {min_step} in {timeout}s')
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_ends_bit_identical(tmp_path):
+  steps, every = 400, 25
+  env = dict(os.environ)
+  subprocess.run(_cli(tmp_path / 'unbroken', steps, every), check=True, env=env,
+                 capture_output=True)
+  proc = subprocess.Popen(_cli(tmp_path / 'killed', steps, every), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  _wait_for_checkpoint(tmp_path / 'killed', 50, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  subprocess.run(_cli(tmp_path / 'killed', steps, every), check=True, env=env,
+                 capture_output=True)
+
+  config = small_vae_config()
+  config.model.hidden = (64, 64)
+  a = final_params(tmp_path / 'unbroken', config)
+  b = final_params(tmp_path / 'killed', config)
+  assert int(a.step) == int(b.step) == steps
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  jax.tree.map(np.testing.assert_array_equal, a.ema_params, b.ema_params)
+  rows = [json.loads(l) for l in open(tmp_path / 'killed' / 'metrics.jsonl')]
+  train_logged = [r['step'] for r in rows if 'loss' in r]
+  assert train_logged == list(range(10, steps + 1, 10)), 'a step was lost or logged twice'
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  steps, every = 100_000, 50
+  proc = subprocess.Popen(_cli(tmp_path, steps, every), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+  _wait_for_checkpoint(tmp_path, 50, proc)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err.decode()[-2000:]
+  saved = sorted(int(d) for d in os.listdir(tmp_path / 'checkpoints') if d.isdigit())
+  assert saved and saved[-1] < steps
+  rows = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  assert rows and max(r['step'] for r in rows) <= saved[-1]
