@@ -38,6 +38,7 @@ def test_ring8_means_and_std():
   np.testing.assert_allclose(gaps.min(), 2 * np.sin(np.pi / 8), rtol=1e-12)  # 8 distinct
   assert (info.kind, info.shape, info.num_classes, info.std, info.levels) == (
       'points', (2,), 8, 0.01, None)
+  assert info == data.load_info('ring8') and hash(info) == hash(data.load_info('ring8'))
 
 
 def test_grid25_means_and_std():
@@ -92,6 +93,11 @@ def test_every_epoch_is_a_new_permutation():
     np.testing.assert_array_equal(np.sort(epoch), np.arange(12))
   assert not np.array_equal(epochs[0], epochs[1])
   assert not np.array_equal(epochs[1], epochs[2])
+  # A batch larger than the data spans several whole epochs and stays full.
+  tiny = data.train_iterator(_id_source(3), global_batch_size=8, seed=0)
+  ids = np.concatenate([b['label'] for b in _take(tiny, 3)])
+  for epoch in ids.reshape(8, 3):
+    np.testing.assert_array_equal(np.sort(epoch), np.arange(3))
 
 
 def test_processes_split_the_global_batch():

@@ -38,7 +38,9 @@ class DatasetInfo:
   num_train: int
   num_test: int
   levels: int | None
-  means: np.ndarray | None = None
+  # Left out of == and hash (the name already fixes the means), so an info
+  # stays hashable and can be a static argument of a jitted function.
+  means: np.ndarray | None = dataclasses.field(default=None, compare=False)
   std: float | None = None
 
 

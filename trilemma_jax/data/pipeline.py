@@ -1,20 +1,25 @@
 """Batches from a source: a shuffled, sharded, checkpointable train stream and
 an in-order pass for evaluation.
 
-The train stream is defined over example *indices*, globally: epoch ``e`` is
-the permutation of ``range(N)`` that grain's index shuffle draws from
-``seed + e``; consecutive runs of ``global_batch_size`` indices of the
-concatenated epochs form the global batches. Process ``p`` of ``P`` reads
-slice ``p`` of each global batch, so the union over processes is the global
-batch a single process would see: the data order does not depend on the
-number of hosts. Batches run across epoch boundaries, hence no example is ever
-dropped and every batch is full. The iterator's state is a position in this
-stream, which ``grain.checkpoint.CheckpointSave`` stores in an orbax
-checkpoint.
+The train stream is defined over example *indices*, globally: epoch ``e`` is a
+permutation of ``range(N)`` drawn from ``(seed, e)``; the concatenated epochs
+cut into runs of ``global_batch_size`` form the global batches. Process ``p``
+of ``P`` reads slice ``p`` of each global batch, so the union over processes
+is the global batch a single process would see: the data order does not
+depend on the number of hosts. Batches run across epoch boundaries, so no
+example is ever dropped and every batch is full.
+
+The pipeline is a grain ``MapDataset`` over step numbers, so its iterator
+state is just the next step, which ``grain.checkpoint.CheckpointSave`` stores
+in an orbax checkpoint. The permutations are drawn a whole epoch at a time
+with numpy: grain's per-index shuffle cost ~3 ms per batch of 256 here, about
+20x more than a vectorised draw, and would throttle small 2-D models.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Any, Iterator
 
 import grain
@@ -25,6 +30,35 @@ from trilemma_jax.data.sources import read_batch
 
 # Reading is cheap next to a train step; a few batches ahead hide TFDS decoding.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The example order of one epoch: a permutation of ``range(n)`` [n]."""
+  perm = np.random.default_rng([seed, epoch]).permutation(n)
+  perm.flags.writeable = False
+  return perm
+
+
+class _StepIndices:
+  """Step ``k`` -> indices ``[B]`` of this process's share of global batch ``k``."""
+
+  def __init__(self, n: int, seed: int, global_batch_size: int, process_index: int,
+               local_batch_size: int):
+    self._n = n
+    self._seed = seed
+    self._global = global_batch_size
+    self._offset = process_index * local_batch_size
+    self._local = local_batch_size
+
+  def __call__(self, step: int) -> np.ndarray:
+    start = int(step) * self._global + self._offset
+    epoch, within = np.divmod(np.arange(start, start + self._local, dtype=np.int64), self._n)
+    indices = np.empty(self._local, np.int64)
+    for e in np.unique(epoch):  # one or two epochs, more only when n < B
+      in_e = epoch == e
+      indices[in_e] = _epoch_permutation(self._n, self._seed, int(e))[within[in_e]]
+    return indices
 
 
 class _BatchReader:
@@ -78,11 +112,10 @@ def train_iterator(source: Any, *, global_batch_size: int, seed: int,
   if n == 0:
     raise ValueError(f'The source {source!r} is empty; there is nothing to train on.')
   local_batch_size = global_batch_size // process_count
-  indices = (grain.MapDataset.range(n).shuffle(seed=seed).repeat()
-             .batch(local_batch_size, drop_remainder=True))
-  # Local batch k * P + p is process p's share of global batch k.
-  local = indices[process_index::process_count].map(_BatchReader(source))
-  return iter(local.to_iter_dataset(_READ_OPTIONS))
+  steps = grain.MapDataset.range(sys.maxsize)
+  batches = steps.map(_StepIndices(n, seed, global_batch_size, process_index,
+                                   local_batch_size)).map(_BatchReader(source))
+  return iter(batches.to_iter_dataset(_READ_OPTIONS))
 
 
 def eval_batches(source: Any, *, batch_size: int) -> Iterator[dict[str, np.ndarray]]:

@@ -45,6 +45,7 @@ def means(name: str) -> np.ndarray:
 
 def info(name: str) -> DatasetInfo:
   m = means(name)
+  m.flags.writeable = False  # shared facts, not a scratch buffer
   return DatasetInfo(
       name=name, shape=(2,), kind='points', num_classes=m.shape[0],
       num_train=NUM_TRAIN, num_test=NUM_TEST, levels=None, means=m, std=_STD[name])
