@@ -317,6 +317,10 @@ def test_tfds_not_prepared_says_how_to_prepare(tmp_path):
     data.get_source('tfds:mnist', 'train', data_dir=str(tmp_path))
   with pytest.raises(ValueError, match='not a TFDS dataset'):
     data.load_info('tfds:no_such_dataset_xyz', data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="no 'image' image feature"):
+    data.load_info('tfds:imdb_reviews', data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match=r'\(None, None, 3\).*fixed \(H, W, C\)'):
+    data.load_info('tfds:oxford_flowers102', data_dir=str(tmp_path))
 
 
 # ------------------------------------------------------------------ user arrays

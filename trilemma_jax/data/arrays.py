@@ -122,6 +122,10 @@ def registered(name: str) -> UserArrays | None:
   return _registry.get(name)
 
 
+def registered_names() -> list[str]:
+  return sorted(_registry)
+
+
 def load_npz(name: str) -> UserArrays:
   """Reads ``npz:/path/file.npz`` (keys ``x`` and optional ``label``, ``x_test``,
   ``label_test``); re-read when the file changes."""

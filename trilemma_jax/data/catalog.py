@@ -36,7 +36,7 @@ def _unknown(name: Any) -> ValueError:
   return ValueError(
       f'Unknown dataset {name!r}. Expected one of {", ".join(BUILTIN_NAMES)}, '
       f"'tfds:<name>' (e.g. 'tfds:mnist'), 'npz:<path to .npz>', or a name registered with "
-      f'data.register_array (registered now: {sorted(arrays_lib._registry)}).')  # pylint: disable=protected-access
+      f'data.register_array (registered now: {arrays_lib.registered_names()}).')
 
 
 def _tfds_name(name: str) -> str:
@@ -88,7 +88,7 @@ def get_source(name: str, split: str, *, data_dir: str | None = None):
     return digits.source(name, split)
   if name == 'fashion_mnist':
     directory = resolve_data_dir(data_dir)
-    fashion_mnist.prepare(directory)
+    fashion_mnist.prepare(directory)  # once per data_dir; a no-op afterwards
     return tfds_source.open_split(fashion_mnist.TFDS_NAME, split, directory, name=name)
   if name.startswith(TFDS_PREFIX):
     return tfds_source.open_split(_tfds_name(name), split, resolve_data_dir(data_dir))

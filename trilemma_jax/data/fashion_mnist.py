@@ -17,8 +17,8 @@ from __future__ import annotations
 import gzip
 import os
 
+from absl import logging
 import numpy as np
-
 import tensorflow_datasets as tfds
 
 DEBIAN_PACKAGE = 'dataset-fashion-mnist'
@@ -142,6 +142,8 @@ def prepare(data_dir: str, *, manual_dir: str | None = None) -> FashionMnistIdx:
   for split in _FILE_PREFIX:  # a clear error now rather than deep inside TFDS
     idx_path(manual_dir, split, 'images')
     idx_path(manual_dir, split, 'labels')
+  logging.info('Preparing Fashion-MNIST from %s into %s (once, about 10 s).', manual_dir,
+               data_dir)
   config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
   try:
     builder.download_and_prepare(file_format='array_record', download_config=config)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-
 import tensorflow_datasets as tfds
 
 from trilemma_jax.data.info import DatasetInfo, quantised_to_unit
@@ -98,7 +97,8 @@ def _features(b: tfds.core.DatasetBuilder, name: str) -> tuple[tuple[int, ...], 
   shape = tuple(image.shape)
   if None in shape or len(shape) != 3 or np.dtype(image.np_dtype) != np.uint8:
     raise ValueError(
-        f'{name} has images of shape {image.shape} and dtype {image.np_dtype}; expected a '
+        f'{name} has images of shape {image.shape} and dtype {np.dtype(image.np_dtype)}; '
+        'expected a '
         'fixed (H, W, C) shape of uint8. Resize the data yourself and use '
         'data.register_array(...).')
   label = features[LABEL_KEY] if LABEL_KEY in features else None
