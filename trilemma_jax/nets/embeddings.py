@@ -1,0 +1,59 @@
+"""Time embeddings for the denoisers of the diffusion families.
+
+The sinusoidal embedding follows the Transformer position encoding that Ho et
+al. (2020) use for the diffusion step: half sines, half cosines, with
+frequencies spaced geometrically from 1 down to ``1 / max_period``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
+  """Sinusoidal features of a (possibly fractional) time index.
+
+  Args:
+    t: ``[B]`` time values (integer steps or floats); cast to float32.
+    dim: embedding width; must be even and at least 2.
+    max_period: the slowest period of the sinusoids.
+
+  Returns:
+    ``[B, dim]`` float32: ``[sin(t f_0), ..., sin(t f_{h-1}), cos(t f_0), ...]``
+    with ``f_k = max_period ** (-k / (h - 1))`` and ``h = dim // 2``.
+  """
+  if dim < 2 or dim % 2:
+    raise ValueError(f'The sinusoidal embedding width must be an even number >= 2, got {dim}.')
+  t = jnp.asarray(t, jnp.float32)
+  if t.ndim != 1:
+    raise ValueError(f'The time index must have shape [B], got shape {t.shape}.')
+  half = dim // 2
+  # Ho et al. divide by (half - 1) so the last frequency is exactly 1/max_period.
+  exponent = jnp.arange(half, dtype=jnp.float32) / max(half - 1, 1)
+  freqs = jnp.exp(-math.log(max_period) * exponent)
+  angles = t[:, None] * freqs[None, :]
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class TimeEmbedding(nn.Module):
+  """Sinusoidal features of ``t`` followed by a two-layer SiLU MLP.
+
+  Attributes:
+    sinusoid_dim: width of the sinusoidal features.
+    dim: output width (Ho et al. use 4x the base channel count).
+  """
+
+  sinusoid_dim: int
+  dim: int
+
+  @nn.compact
+  def __call__(self, t: jax.Array) -> jax.Array:
+    """``t`` ``[B]`` -> ``[B, dim]``."""
+    h = sinusoidal_embedding(t, self.sinusoid_dim)
+    h = nn.Dense(self.dim, name='dense_0')(h)
+    h = nn.silu(h)
+    return nn.Dense(self.dim, name='dense_1')(h)

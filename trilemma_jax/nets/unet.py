@@ -1,0 +1,164 @@
+"""The time-conditional U-Net of Ho et al. (2020) for images, NHWC.
+
+Structure (their Appendix B, with widths and depth made configurable):
+a 3x3 input convolution; per resolution level ``num_res_blocks`` residual blocks
+(GroupNorm, SiLU, 3x3 conv, plus a projection of the time embedding; GroupNorm,
+SiLU, dropout, 3x3 conv) with self-attention at the resolutions listed in
+``attn_resolutions``; a strided-conv downsample between levels; a middle of
+residual block, attention, residual block; the mirror image upwards with skip
+connections concatenated; GroupNorm, SiLU and a 3x3 output convolution.
+``UNet(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
+dropout=0.1)`` is their CIFAR-10 model (35.7M parameters).
+
+GroupNorm normalises each example on its own, so the outputs do not depend on
+how a batch is split over devices.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from trilemma_jax.nets.embeddings import TimeEmbedding
+
+# Ho et al. initialise with a Glorot-uniform ("fan_avg") variance scaling, and the
+# last layer of every residual branch at (near) zero so each block starts as the
+# identity.
+_default_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
+_zero_init = nn.initializers.zeros
+
+
+def _conv3x3(features: int, *, zero: bool = False, strides: int = 1, name: str | None = None):
+  return nn.Conv(features, (3, 3), strides=(strides, strides), padding='SAME',
+                 kernel_init=_zero_init if zero else _default_init, name=name)
+
+
+def _group_norm(num_groups: int, channels: int, name: str) -> nn.GroupNorm:
+  groups = min(num_groups, channels)
+  if channels % groups:
+    raise ValueError(
+        f'GroupNorm with {groups} groups cannot split {channels} channels; choose a base '
+        f'width and channel multipliers giving multiples of model.num_groups, or lower it.')
+  return nn.GroupNorm(num_groups=groups, epsilon=1e-6, name=name)
+
+
+class ResBlock(nn.Module):
+  """Residual block told the time step; 1x1 projection of the skip if widths differ."""
+
+  out_ch: int
+  dropout: float
+  num_groups: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
+    in_ch = x.shape[-1]
+    h = nn.silu(_group_norm(self.num_groups, in_ch, 'norm_0')(x))
+    h = _conv3x3(self.out_ch, name='conv_0')(h)
+    h = h + nn.Dense(self.out_ch, kernel_init=_default_init, name='time')(nn.silu(emb))[:, None, None, :]
+    h = nn.silu(_group_norm(self.num_groups, self.out_ch, 'norm_1')(h))
+    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = _conv3x3(self.out_ch, zero=True, name='conv_1')(h)
+    if in_ch != self.out_ch:
+      x = nn.Dense(self.out_ch, kernel_init=_default_init, name='skip')(x)
+    return x + h
+
+
+class AttnBlock(nn.Module):
+  """Single-head self-attention over all pixels, residual."""
+
+  num_groups: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, hgt, wid, c = x.shape
+    h = _group_norm(self.num_groups, c, 'norm')(x)
+    q = nn.Dense(c, kernel_init=_default_init, name='q')(h).reshape(b, hgt * wid, c)
+    k = nn.Dense(c, kernel_init=_default_init, name='k')(h).reshape(b, hgt * wid, c)
+    v = nn.Dense(c, kernel_init=_default_init, name='v')(h).reshape(b, hgt * wid, c)
+    weights = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) * c ** -0.5, axis=-1)
+    h = jnp.einsum('bij,bjc->bic', weights, v).reshape(b, hgt, wid, c)
+    return x + nn.Dense(c, kernel_init=_zero_init, name='proj_out')(h)
+
+
+class UNet(nn.Module):
+  """Time-conditional U-Net ``f(x_t, t)`` predicting an image-shaped tensor.
+
+  Attributes:
+    ch: base channel count.
+    ch_mult: channel multiplier per resolution level; ``len(ch_mult) - 1``
+      downsamplings, so the image side must be divisible by ``2**(len-1)``.
+    num_res_blocks: residual blocks per level on the way down (one more on the
+      way up, which also consumes the downsample's skip).
+    attn_resolutions: spatial sides (e.g. ``(16,)``) at which to add attention.
+    dropout: dropout rate inside the residual blocks (active when ``train``).
+    num_groups: GroupNorm groups (capped at the channel count).
+    out_ch: output channels; None means the input's channels.
+  """
+
+  ch: int = 128
+  ch_mult: Sequence[int] = (1, 2, 2, 2)
+  num_res_blocks: int = 2
+  attn_resolutions: Sequence[int] = (16,)
+  dropout: float = 0.1
+  num_groups: int = 32
+  out_ch: int | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
+    """Applies the network.
+
+    Args:
+      x: ``[B, H, W, C]`` noisy images.
+      t: ``[B]`` time indices.
+      train: enables dropout (needs a ``'dropout'`` rng).
+
+    Returns:
+      ``[B, H, W, out_ch or C]``.
+    """
+    if x.ndim != 4:
+      raise ValueError(f'UNet expects images [B, H, W, C], got shape {x.shape}.')
+    levels = len(self.ch_mult)
+    factor = 2 ** (levels - 1)
+    if x.shape[1] % factor or x.shape[2] % factor:
+      raise ValueError(
+          f'An image of {x.shape[1]}x{x.shape[2]} cannot be halved {levels - 1} times '
+          f'(ch_mult={tuple(self.ch_mult)}); use fewer levels or pad the images.')
+    emb = TimeEmbedding(self.ch, 4 * self.ch, name='time')(t)
+
+    def block(h, out_ch, name):
+      return ResBlock(out_ch, self.dropout, self.num_groups, name=name)(h, emb, train)
+
+    def maybe_attn(h, name):
+      if h.shape[1] in self.attn_resolutions:
+        h = AttnBlock(self.num_groups, name=name)(h)
+      return h
+
+    hs = [_conv3x3(self.ch, name='conv_in')(x)]
+    for level, mult in enumerate(self.ch_mult):
+      for i in range(self.num_res_blocks):
+        h = block(hs[-1], self.ch * mult, f'down_{level}_block_{i}')
+        hs.append(maybe_attn(h, f'down_{level}_attn_{i}'))
+      if level != levels - 1:
+        hs.append(_conv3x3(hs[-1].shape[-1], strides=2, name=f'down_{level}_sample')(hs[-1]))
+
+    h = block(hs[-1], hs[-1].shape[-1], 'mid_block_0')
+    h = AttnBlock(self.num_groups, name='mid_attn')(h)
+    h = block(h, h.shape[-1], 'mid_block_1')
+
+    for level in reversed(range(levels)):
+      for i in range(self.num_res_blocks + 1):
+        h = block(jnp.concatenate([h, hs.pop()], axis=-1), self.ch * self.ch_mult[level],
+                  f'up_{level}_block_{i}')
+        h = maybe_attn(h, f'up_{level}_attn_{i}')
+      if level != 0:
+        b, hgt, wid, c = h.shape
+        h = jax.image.resize(h, (b, 2 * hgt, 2 * wid, c), method='nearest')
+        h = _conv3x3(c, name=f'up_{level}_sample')(h)
+    assert not hs
+
+    h = nn.silu(_group_norm(self.num_groups, h.shape[-1], 'norm_out')(h))
+    out_ch = x.shape[-1] if self.out_ch is None else self.out_ch
+    return _conv3x3(out_ch, zero=True, name='conv_out')(h)
