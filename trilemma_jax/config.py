@@ -23,7 +23,6 @@ def base_config(family: str, dataset: str) -> ml_collections.ConfigDict:
   c.data.name = dataset
   c.data.batch_size = 128  # global batch, split over all devices of all processes
   c.data.data_dir = ''  # '' -> the dataset's default location
-  c.data.shuffle_buffer_seed = 0  # seed of the data order; fixed per run
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 2000
