@@ -30,3 +30,21 @@ __all__ = [
     'precision_recall',
     'time_sampler',
 ]
+
+from trilemma_jax.metrics.features import FEATURE_NET_SPECS
+from trilemma_jax.metrics.features import MIN_TEST_ACCURACY
+from trilemma_jax.metrics.features import FeatureNet
+from trilemma_jax.metrics.features import FeatureNetAccuracyError
+from trilemma_jax.metrics.features import FeatureNetSpec
+from trilemma_jax.metrics.features import get_feature_net
+from trilemma_jax.metrics.features import image_quality_metrics
+
+__all__ += [
+    'FEATURE_NET_SPECS',
+    'FeatureNet',
+    'FeatureNetAccuracyError',
+    'FeatureNetSpec',
+    'MIN_TEST_ACCURACY',
+    'get_feature_net',
+    'image_quality_metrics',
+]

@@ -1,0 +1,252 @@
+"""Feature networks: gated classifiers, their cache, features and composed quality scores."""
+
+import dataclasses
+import os
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from trilemma_jax import data, metrics
+from trilemma_jax.data import fashion_mnist
+from trilemma_jax.metrics import features as features_lib
+
+
+@pytest.fixture(scope='module')
+def cache_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('feature_nets'))
+
+
+@pytest.fixture(scope='module')
+def train_calls():
+  """Counts calls of the training function for the whole module."""
+  calls = []
+  original = features_lib.train_classifier
+
+  def counting(*args, **kwargs):
+    calls.append(args[0])
+    return original(*args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(features_lib, 'train_classifier', counting)
+    yield calls
+
+
+@pytest.fixture(scope='module')
+def digits_net(cache_dir, train_calls):
+  net = metrics.get_feature_net('digits', cache_dir=cache_dir)
+  assert len(train_calls) == 1
+  return net
+
+
+@pytest.fixture(scope='module')
+def digits_test():
+  return data.load_arrays('digits', 'test')
+
+
+@pytest.mark.slow
+def test_digits_classifier_reaches_the_required_accuracy(digits_net, digits_test, cache_dir):
+  x, y = digits_test
+  independent = float(np.mean(digits_net.predict(x) == y))
+  assert digits_net.test_accuracy == independent
+  assert independent >= 0.97
+  assert digits_net.min_accuracy == metrics.MIN_TEST_ACCURACY['digits'] == 0.97
+  # The accuracy is stored with the checkpoint as JSON metadata.
+  directory = os.path.join(cache_dir, 'digits')
+  assert digits_net.checkpoint == directory
+  _, stored = features_lib.load_checkpoint(directory, metrics.FEATURE_NET_SPECS['digits'])
+  assert stored['test_accuracy'] == independent
+  assert stored['num_test'] == x.shape[0]
+
+
+@pytest.mark.slow
+def test_second_call_loads_the_cache_and_gives_identical_features(
+    digits_net, digits_test, cache_dir, train_calls):
+  calls_before = len(train_calls)
+  mtime = os.stat(os.path.join(cache_dir, 'digits')).st_mtime_ns
+  loaded = metrics.get_feature_net('digits', cache_dir=cache_dir)
+  assert len(train_calls) == calls_before
+  assert os.stat(os.path.join(cache_dir, 'digits')).st_mtime_ns == mtime
+  x = digits_test[0]
+  np.testing.assert_array_equal(loaded.features(x), digits_net.features(x))
+  assert loaded.test_accuracy == digits_net.test_accuracy
+
+
+@pytest.mark.slow
+def test_features_shape_dtype_and_blocking(digits_net, digits_test):
+  x = digits_test[0]
+  feats = digits_net.features(x)
+  assert feats.shape == (x.shape[0], 128) == (x.shape[0], digits_net.feature_dim)
+  assert feats.dtype == np.float32
+  assert np.all(feats >= 0)  # ReLU layer
+  # Blocks of 64 (with a padded last block) give the rows of one whole pass.
+  blocked = dataclasses.replace(digits_net, block_size=64)
+  np.testing.assert_allclose(blocked.features(x), feats, rtol=1e-5, atol=1e-5)
+  # Rows do not depend on their neighbours (no batch statistics).
+  np.testing.assert_allclose(digits_net.features(x[:7]), feats[:7], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_no_recompile_across_blocks_and_calls(digits_net, digits_test, monkeypatch):
+  x = digits_test[0]
+  net = dataclasses.replace(digits_net, block_size=32)
+  counted = jax.jit(chex.assert_max_traces(features_lib._forward_impl, n=1),  # pylint: disable=protected-access
+                    static_argnames=('model', 'per_channel'))
+  monkeypatch.setattr(features_lib, '_forward', counted)
+  # 297 images = 9 full blocks and a padded tenth; then again, reversed, and 40
+  # images (a full block and a padded one): a single compilation.
+  net.features(x)
+  net.predict(x[::-1])
+  net.features(x[:40])
+  with pytest.raises(AssertionError, match='traced'):
+    net.features(x[:5])  # below one block: a smaller block, a new trace
+
+
+@pytest.mark.slow
+def test_stacked_digits_per_channel_labels(cache_dir, train_calls, digits_net):
+  calls_before = len(train_calls)
+  net = metrics.get_feature_net('stacked_digits', cache_dir=cache_dir)
+  assert len(train_calls) == calls_before  # reuses the digits classifier
+  assert net.dataset == 'stacked_digits' and net.per_channel
+  x, y = data.load_arrays('stacked_digits', 'test')
+  predicted = net.predict(x)
+  assert predicted.shape == (x.shape[0], 3) and predicted.dtype == np.int32
+  truth = np.stack([y // 100, y // 10 % 10, y % 10], axis=1)
+  per_channel = float(np.mean(predicted == truth))
+  assert per_channel >= 0.97
+  assert net.test_accuracy == pytest.approx(per_channel, abs=1e-12)
+  # Channel k of the stacked image is the digits classifier applied to that channel.
+  np.testing.assert_array_equal(predicted[:, 1], digits_net.predict(x[..., 1:2]))
+  feats = net.features(x[:50])
+  assert feats.shape == (50, 3 * 128) == (50, net.feature_dim)
+  np.testing.assert_allclose(feats[:, 256:], digits_net.features(x[:50, ..., 2:3]),
+                             rtol=1e-5, atol=1e-5)
+  # The labels feed the mode metrics directly; the test split covers most of 1,000 modes.
+  modes = metrics.label_mode_metrics(predicted)
+  assert modes['max_modes'] == 1000
+  assert modes['modes'] == len(np.unique(predicted @ np.array([100, 10, 1])))
+
+
+def test_accuracy_gate_raises_and_is_rechecked_on_load(tmp_path, train_calls):
+  cache = str(tmp_path)
+  with pytest.raises(metrics.FeatureNetAccuracyError, match=r"'digits'.*below the required 0\.97"):
+    metrics.get_feature_net('digits', cache_dir=cache, steps=2)
+  calls = len(train_calls)
+  # The failing network was saved with its honest accuracy; loading it fails the same way.
+  with pytest.raises(metrics.FeatureNetAccuracyError, match='retrain=True'):
+    metrics.get_feature_net('digits', cache_dir=cache)
+  assert len(train_calls) == calls
+  # So does the per-channel use of it (its base network fails first).
+  with pytest.raises(metrics.FeatureNetAccuracyError, match="'digits'"):
+    metrics.get_feature_net('stacked_digits', cache_dir=cache)
+
+
+def test_gate_applies_to_a_checkpoint_with_bad_weights(tmp_path):
+  spec = metrics.FEATURE_NET_SPECS['digits']
+  params = spec.model().init(jax.random.key(1), np.zeros((1, 8, 8, 1), np.float32))['params']
+  x, y = data.load_arrays('digits', 'test')
+  accuracy = features_lib.classifier_accuracy(spec.model(), params, x, y)
+  assert accuracy < 0.5  # an untrained network
+  directory = features_lib.checkpoint_dir('digits', str(tmp_path))
+  features_lib.save_checkpoint(directory, params, {
+      'format_version': features_lib.FORMAT_VERSION, 'test_accuracy': accuracy,
+      'architecture': spec.architecture()})
+  with pytest.raises(metrics.FeatureNetAccuracyError, match=f'{accuracy:.4f}'):
+    metrics.get_feature_net('digits', cache_dir=str(tmp_path))
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+  spec = metrics.FEATURE_NET_SPECS['digits']
+  other = dataclasses.replace(spec, feature_dim=16)
+  params = other.model().init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32))['params']
+  features_lib.save_checkpoint(features_lib.checkpoint_dir('digits', str(tmp_path)), params, {
+      'format_version': features_lib.FORMAT_VERSION, 'test_accuracy': 1.0,
+      'architecture': other.architecture()})
+  with pytest.raises(ValueError, match='architecture.*retrain=True'):
+    metrics.get_feature_net('digits', cache_dir=str(tmp_path))
+
+
+def test_cache_location(monkeypatch, tmp_path):
+  monkeypatch.setenv(features_lib.CACHE_DIR_ENV, str(tmp_path))
+  assert features_lib.checkpoint_dir('tfds:cifar10') == str(tmp_path / 'feature_nets' /
+                                                             'tfds_cifar10')
+  monkeypatch.delenv(features_lib.CACHE_DIR_ENV)
+  assert features_lib.checkpoint_dir('digits') == os.path.expanduser(
+      '~/.cache/trilemma_jax/feature_nets/digits')
+  assert features_lib.checkpoint_dir('digits', str(tmp_path)) == str(tmp_path / 'digits')
+
+
+def test_training_is_deterministic():
+  spec = metrics.FEATURE_NET_SPECS['digits']
+  x, y = data.load_arrays('digits', 'train', limit=256)
+  a = features_lib.train_classifier(spec, x, y, seed=3, steps=4)
+  b = features_lib.train_classifier(spec, x, y, seed=3, steps=4)
+  c = features_lib.train_classifier(spec, x, y, seed=4, steps=4)
+  chex.assert_trees_all_equal(a, b)
+  assert not np.array_equal(a['Dense_0']['kernel'], c['Dense_0']['kernel'])
+
+
+def _untrained_net(spec, **kwargs):
+  params = spec.model().init(jax.random.key(0), np.zeros((1, *spec.image_shape),
+                                                          np.float32))['params']
+  return features_lib.FeatureNet(dataset='test', model=spec.model(), params=params,
+                                 test_accuracy=1.0, min_accuracy=0.0,
+                                 input_shape=spec.image_shape, **kwargs)
+
+
+def test_bad_inputs_are_refused_at_the_edge():
+  net = _untrained_net(metrics.FEATURE_NET_SPECS['digits'])
+  with pytest.raises(ValueError, match=r'expects images \[N, 8, 8, 1\]'):
+    net.features(np.zeros((4, 8, 8), np.float32))
+  with pytest.raises(ValueError, match='uint8'):
+    net.features(np.zeros((4, 8, 8, 1), np.uint8))
+  with pytest.raises(ValueError, match='NaN'):
+    net.features(np.full((4, 8, 8, 1), np.nan, np.float32))
+  with pytest.raises(ValueError, match='No built-in feature network'):
+    metrics.get_feature_net('grid25')
+
+
+def test_image_quality_metrics_compose_the_metric_functions():
+  net = _untrained_net(metrics.FEATURE_NET_SPECS['digits'])
+  x, _ = data.load_arrays('digits', 'train')
+  real, fake = x[:600], x[600:1100]
+  scores = metrics.image_quality_metrics(net, real, fake, kid_subsets=5, kid_subset_size=200,
+                                         seed=1)
+  assert set(scores) == {'fd', 'kid', 'kid_std', 'precision', 'recall', 'density',
+                         'coverage'}
+  fr, ff = net.features(real), net.features(fake)
+  assert scores['fd'] == metrics.frechet_distance(fr, ff)
+  kid = metrics.kernel_distance(fr, ff, num_subsets=5, subset_size=200, seed=1)
+  assert (scores['kid'], scores['kid_std']) == (kid['kid_mean'], kid['kid_std'])
+  assert {k: scores[k] for k in ('precision', 'recall', 'density', 'coverage')} == (
+      metrics.prdc(fr, ff, k_pr=3, k_dc=5))
+  # Noise images are far from digits in any feature space, digits close.
+  noise = np.random.default_rng(0).uniform(-1, 1, fake.shape).astype(np.float32)
+  worse = metrics.image_quality_metrics(net, real, noise, kid_subsets=5, kid_subset_size=200)
+  assert worse['fd'] > 10 * scores['fd']
+  assert worse['precision'] < scores['precision']
+
+
+@pytest.fixture(scope='module')
+def fashion_dir(tmp_path_factory):
+  if not os.path.exists(os.path.join(fashion_mnist.DEFAULT_IDX_DIR,
+                                     'train-images-idx3-ubyte.gz')):
+    pytest.skip(f'needs `apt-get install {fashion_mnist.DEBIAN_PACKAGE}`')
+  directory = str(tmp_path_factory.mktemp('tfds'))
+  data.prepare('fashion_mnist', data_dir=directory)
+  return directory
+
+
+@pytest.mark.slow
+def test_fashion_mnist_spec_trains_and_gives_features(fashion_dir):
+  # Shapes only: the full training (minutes) is run by experiments/train_classifier.py.
+  spec = metrics.FEATURE_NET_SPECS['fashion_mnist']
+  assert spec.min_accuracy == 0.90
+  x, y = data.load_arrays('fashion_mnist', 'train', data_dir=fashion_dir, limit=512)
+  params = features_lib.train_classifier(spec, x, y, steps=3)
+  net = features_lib.FeatureNet(dataset='fashion_mnist', model=spec.model(), params=params,
+                                test_accuracy=0.0, min_accuracy=0.0,
+                                input_shape=(28, 28, 1))
+  assert net.features(x[:10]).shape == (10, 128)
+  assert net.predict(x[:10]).shape == (10,)
