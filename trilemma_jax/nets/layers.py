@@ -1,0 +1,42 @@
+"""Small building blocks shared by the MLP and conv nets: activations, spectral norm."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import flax.linen as nn
+import jax
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'relu': nn.relu,
+    'leaky_relu': functools.partial(nn.leaky_relu, negative_slope=0.2),
+    'elu': nn.elu,
+    'gelu': nn.gelu,
+    'silu': nn.silu,
+    'tanh': nn.tanh,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  """The activation called ``name`` (``leaky_relu`` has slope 0.2, as in DCGAN)."""
+  try:
+    return _ACTIVATIONS[name]
+  except KeyError:
+    raise ValueError(
+        f'Unknown activation {name!r}; expected one of {sorted(_ACTIVATIONS)}.') from None
+
+
+def apply_layer(layer: nn.Module, x: jax.Array, *, spectral_norm: bool,
+                update_stats: bool) -> jax.Array:
+  """``layer(x)``, with the layer's weights spectrally normalised if asked.
+
+  Spectral normalisation (Miyato et al. 2018) divides each weight matrix by a
+  power-iteration estimate of its largest singular value. The iteration vector
+  lives in the ``'batch_stats'`` collection and only advances when
+  ``update_stats`` is True (the caller must then make that collection mutable).
+  Biases are left alone. Must be called from inside a compact method.
+  """
+  if not spectral_norm:
+    return layer(x)
+  return nn.SpectralNorm(layer)(x, update_stats=update_stats)
