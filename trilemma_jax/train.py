@@ -80,13 +80,16 @@ class MetricWriter:
     self._active = jax.process_index() == 0
     self._path = os.path.join(workdir, 'metrics.jsonl')
     self._tb = None
+    self.train_seconds = 0.0  # wall time of the logged training so far, over all sessions
     if not self._active:
       return
     if os.path.exists(self._path):
       with open(self._path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-      kept = [json.dumps(r) + '\n' for r in rows
+      kept = [r for r in rows
               if r['step'] <= start_step and not any(k.startswith('test/') for k in r)]
+      self.train_seconds = max([r.get('train_seconds', 0.0) for r in kept] + [0.0])
+      kept = [json.dumps(r) + '\n' for r in kept]
       with open(self._path + '.tmp', 'w') as f:
         f.writelines(kept)
       os.replace(self._path + '.tmp', self._path)
@@ -247,6 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   last_saved = start
   step = start
   window_start, window_steps = time.perf_counter(), 0
+  session_start = window_start
   try:
     with PreemptionSignal() as preemption:
       while step < config.train.steps:
@@ -260,6 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           scalars = _scalars(metrics)
           elapsed = time.perf_counter() - window_start
           scalars['steps_per_second'] = window_steps / max(elapsed, 1e-9)
+          scalars['train_seconds'] = writer.train_seconds + time.perf_counter() - session_start
           writer.write(step, scalars)
           if bar is not None:
             shown = {k: f'{v:.4g}' for k, v in scalars.items() if 'loss' in k}

@@ -201,10 +201,10 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
       out['nll_bits_per_dim'] = -bound / (dim * math.log(2.0))
     return out
 
-  if info.kind == 'points':
-    samplers = {'prior': ({'noise': True}, 1), 'prior_mean': ({'noise': False}, 1)}
-  else:
-    samplers = {'prior_mean': ({'noise': False}, 1), 'prior': ({'noise': True}, 1)}
+  # Points: draws from p(x|z), whose spread is part of the model; images: the decoder
+  # mean, as VAE samples are conventionally shown and scored.
+  samplers = ({'prior': ({'noise': True}, 1)} if info.kind == 'points'
+              else {'prior_mean': ({'noise': False}, 1)})
   return Family(
       name='vae',
       init=init,

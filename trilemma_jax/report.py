@@ -1,0 +1,138 @@
+"""The trilemma report: rows aggregated over seeds, the Markdown table and the picture."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+# Figures of a row that vary over seeds; each gets a ``<name>_std`` companion.
+FIGURES = ('samples_per_second', 'compile_seconds', 'fd', 'kid', 'precision', 'recall',
+           'density', 'coverage', 'modes', 'hq_fraction', 'reverse_kl', 'nll_bits_per_dim',
+           'train_seconds', 'train_steps_per_second')
+# Keys that identify a row and are the same for every seed.
+IDENTITY = ('family', 'sampler', 'dataset', 'nfe', 'max_modes', 'train_steps', 'device')
+ROW_KEYS = IDENTITY + FIGURES + tuple(f'{f}_std' for f in FIGURES) + ('seeds',)
+
+
+def _finite(values: Sequence[Any]) -> list[float]:
+  return [float(v) for v in values if v is not None and not math.isnan(float(v))]
+
+
+def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """One row from the rows of several seeds of the same (family, sampler, dataset).
+
+  Each figure becomes its mean over the seeds where it is defined, with the
+  population std (ddof=0) in ``<name>_std``; ``None`` where no seed has it. A
+  NaN (e.g. reverse KL with no high-quality sample) counts as undefined for
+  that seed, and ``<name>_undefined_seeds`` records how many such seeds there were.
+  """
+  if not per_seed:
+    raise ValueError('aggregate needs at least one row.')
+  row: dict[str, Any] = {k: per_seed[0].get(k) for k in IDENTITY}
+  for key in IDENTITY:
+    values = {json.dumps(r.get(key)) for r in per_seed}
+    if len(values) > 1 and key != 'device':
+      raise ValueError(f'Rows disagree on {key}: {sorted(values)}; they are not one setting.')
+  for name in FIGURES:
+    present = [r.get(name) for r in per_seed if r.get(name) is not None]
+    values = _finite(present)
+    row[name] = float(np.mean(values)) if values else None
+    row[f'{name}_std'] = float(np.std(values)) if values else None
+    if len(values) < len(present):
+      row[f'{name}_undefined_seeds'] = len(present) - len(values)
+  row['seeds'] = sorted(int(r['seed']) for r in per_seed)
+  return row
+
+
+def _fmt(value, std=None, digits=3) -> str:
+  if value is None:
+    return '–'
+  if isinstance(value, float) and abs(value) >= 1000:
+    text = f'{value:,.0f}'
+  else:
+    text = f'{value:.{digits}g}'
+  if std is not None and std > 0:
+    text += f' ± {std:.2g}'
+  return text
+
+
+def markdown_table(rows: Iterable[dict[str, Any]]) -> str:
+  """The report table: one line per (dataset, family, sampler), mean ± std over seeds."""
+  header = ('| dataset | family | sampler | NFE | samples/s | FD ↓ | precision | recall | density '
+            '| coverage | modes | %HQ | rev. KL ↓ | NLL bits/dim | train s | seeds |')
+  lines = [header, '|' + '---|' * (header.count('|') - 1)]
+  for r in rows:
+    modes = None if r.get('modes') is None else (
+        f"{_fmt(r['modes'], r.get('modes_std'))} / {r['max_modes']}")
+    hq = None if r.get('hq_fraction') is None else _fmt(
+        100 * r['hq_fraction'], 100 * (r.get('hq_fraction_std') or 0))
+    lines.append('| ' + ' | '.join([
+        r['dataset'], r['family'], r['sampler'], str(r['nfe']),
+        _fmt(r.get('samples_per_second'), r.get('samples_per_second_std')),
+        _fmt(r.get('fd'), r.get('fd_std')),
+        _fmt(r.get('precision'), r.get('precision_std')),
+        _fmt(r.get('recall'), r.get('recall_std')),
+        _fmt(r.get('density'), r.get('density_std')),
+        _fmt(r.get('coverage'), r.get('coverage_std')),
+        modes or '–', hq or '–',
+        _fmt(r.get('reverse_kl'), r.get('reverse_kl_std')),
+        _fmt(r.get('nll_bits_per_dim'), r.get('nll_bits_per_dim_std')),
+        _fmt(r.get('train_seconds'), r.get('train_seconds_std')),
+        str(len(r.get('seeds') or [])),
+    ]) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def _quality_and_coverage(rows: list[dict[str, Any]]):
+  """Per-dataset axes: images use FD (lower is better) and recall; points %HQ and modes."""
+  if all(r.get('fd') is not None for r in rows) and any(r.get('max_modes') is None for r in rows):
+    return ('fd', 'FD in classifier features (lower is better)', True,
+            'recall', 'recall')
+  return ('hq_fraction', 'high-quality fraction (higher is better)', False,
+          'modes_fraction', 'modes captured / all')
+
+
+def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
+  """Quality against samples/s (log axis), coverage as colour, one panel per dataset."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  datasets = sorted({r['dataset'] for r in rows})
+  fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.4), dpi=120,
+                           squeeze=False)
+  cmap = plt.get_cmap('viridis')
+  markers = {'vae': 'o', 'gan': 's', 'ddpm': '^', 'ddgan': '*'}
+  for ax, dataset in zip(axes[0], datasets):
+    sub = [dict(r) for r in rows if r['dataset'] == dataset]
+    for r in sub:
+      if r.get('modes') is not None and r.get('max_modes'):
+        r['modes_fraction'] = r['modes'] / r['max_modes']
+    q_key, q_label, lower_better, c_key, c_label = _quality_and_coverage(sub)
+    for r in sub:
+      x, y = r.get('samples_per_second'), r.get(q_key)
+      if x is None or y is None:
+        continue
+      c = r.get(c_key)
+      colour = cmap(c) if c is not None else 'grey'
+      ax.errorbar(x, y, xerr=r.get('samples_per_second_std') or 0, yerr=r.get(f'{q_key}_std') or 0,
+                  fmt=markers.get(r['family'], 'o'), color=colour, ms=11, mec='black',
+                  ecolor='0.5', capsize=2)
+      ax.annotate(f"{r['family']} {r['sampler']} (NFE {r['nfe']})", (x, y), fontsize=7,
+                  xytext=(6, 4), textcoords='offset points')
+    ax.set_xscale('log')
+    if lower_better:
+      ax.invert_yaxis()
+    ax.set_xlabel('samples per second at batch 100 (log; right is faster)')
+    ax.set_ylabel(q_label + ('  ↑ better' if lower_better else ''))
+    ax.set_title(f'{dataset}: colour = {c_label} (yellow = full coverage)', fontsize=9)
+    ax.grid(True, which='both', alpha=0.3)
+  sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+  fig.colorbar(sm, ax=axes[0].tolist(), shrink=0.8, label='coverage')
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, bbox_inches='tight')
+  plt.close(fig)
