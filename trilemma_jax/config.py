@@ -29,7 +29,8 @@ def base_config(family: str, dataset: str) -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.checkpoint_every = 500
   c.train.max_to_keep = 2
-  c.train.num_samples = 100  # samples drawn for the picture written at the end
+  # Samples drawn for the picture written at the end (a scatter plot needs more).
+  c.train.num_samples = 1000 if dataset in ('ring8', 'grid25') else 100
   c.train.progress = True  # tqdm bar on the console
 
   c.ema = ml_collections.ConfigDict()
