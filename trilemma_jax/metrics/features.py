@@ -178,8 +178,10 @@ def _apply_in_blocks(model: Classifier, params: Any, x: np.ndarray, per_channel:
     if valid < block:
       chunk = np.concatenate([chunk, np.zeros((block - valid, *chunk.shape[1:]), chunk.dtype)])
     f, y = _forward(model, params, jnp.asarray(chunk), per_channel)
-    features.append(np.asarray(f)[:valid])
-    labels.append(np.asarray(y)[:valid])
+    # Device arrays are collected unread so the blocks queue up asynchronously.
+    features.append(f[:valid])
+    labels.append(y[:valid])
+  features, labels = jax.device_get((features, labels))
   return np.concatenate(features), np.concatenate(labels)
 
 
