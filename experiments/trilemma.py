@@ -1,0 +1,135 @@
+r"""The main job: every family on the same data, measured on the three corners.
+
+  python experiments/trilemma.py --workdir runs/trilemma [--profile default]
+
+For each dataset, family and seed of the profile (experiments/configs/profiles.py)
+it trains (or resumes) a run under DIR/runs/<dataset>/<family>/seed_<s>, evaluates
+it (eval.json beside it), and writes
+
+  DIR/report.json   {'profile': ..., 'rows': [...]}: one row per (family, sampler,
+                    dataset), mean and <name>_std over the seeds
+  DIR/report.md     the same as a table
+  DIR/trilemma.png  quality against samples/s, coverage as colour
+  DIR/samples/<dataset>_<family>.png  a sample grid (scatter for 2-D data)
+
+Running it again with the same DIR reuses finished runs and evaluations and
+resumes unfinished ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+
+from absl import app, flags, logging
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_HERE, 'configs'))
+
+import profiles  # noqa: E402  (experiments/configs/profiles.py)
+
+from trilemma_jax import evaluation, report, train  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (reused when re-run).')
+_PROFILE = flags.DEFINE_enum('profile', 'default', sorted(profiles.PROFILES), 'Profile to run.')
+_FAMILIES = flags.DEFINE_list('families', None, 'Subset of the profile\'s families (default all).')
+_DATASETS = flags.DEFINE_list('datasets', None, 'Subset of the profile\'s datasets (default all).')
+flags.mark_flag_as_required('workdir')
+
+
+def family_config(family: str, dataset: str, seed: int, overrides: dict):
+  """The family's config for ``dataset`` with the profile's overrides and ``seed``."""
+  path = os.path.join(_HERE, 'configs', f'{family}.py')
+  spec = importlib.util.spec_from_file_location(f'trilemma_config_{family}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(dataset)
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for part in parents:
+      node = node[part]
+    if leaf not in node:
+      raise ValueError(f'Profile override {key!r} is not a key of the {family} config.')
+    node[leaf] = value
+  config.seed = seed
+  config.train.progress = False
+  return config
+
+
+def run_one(config, workdir: str, profile: profiles.Profile) -> list[dict]:
+  """Trains (or resumes) and evaluates one run; reuses an evaluation of the same step."""
+  eval_path = os.path.join(workdir, 'eval.json')
+  if os.path.exists(eval_path):
+    with open(eval_path) as f:
+      rows = json.load(f)['rows']
+    if rows and all(r['train_steps'] == config.train.steps for r in rows):
+      return rows
+  train.train_and_evaluate(config, workdir)
+  rows = evaluation.evaluate_run(workdir, num_samples=profile.num_samples,
+                                 speed_repeats=profile.speed_repeats)
+  evaluation.write_eval(workdir, rows)
+  return rows
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  from tqdm.auto import tqdm
+
+  profile = profiles.get_profile(_PROFILE.value)
+  for flag, field in ((_FAMILIES, 'families'), (_DATASETS, 'datasets')):
+    if flag.value:
+      unknown = sorted(set(flag.value) - set(getattr(profile, field)))
+      if unknown:
+        raise app.UsageError(f'--{field}: {unknown} not in profile {_PROFILE.value!r} '
+                             f'({", ".join(getattr(profile, field))}).')
+      profile = dataclasses.replace(profile, **{field: tuple(flag.value)})
+  out = _WORKDIR.value
+  os.makedirs(out, exist_ok=True)
+  jobs = [(d, f, s) for d in profile.datasets for f in profile.families for s in profile.seeds]
+  # Configs first: a bad override fails before any training starts.
+  configs = {job: family_config(job[1], job[0], job[2], profile.overrides_for(job[1], job[0]))
+             for job in jobs}
+  per_setting: dict[tuple, list[dict]] = {}
+  start = time.perf_counter()
+  bar = tqdm(jobs, unit='run', dynamic_ncols=True)
+  for dataset, family, seed in bar:
+    bar.set_description(f'{family} on {dataset}, seed {seed}')
+    workdir = os.path.join(out, 'runs', dataset.replace(':', '_'), family, f'seed_{seed}')
+    for row in run_one(configs[(dataset, family, seed)], workdir, profile):
+      per_setting.setdefault((row['dataset'], row['family'], row['sampler']), []).append(row)
+    if seed == profile.seeds[0]:
+      _sample_picture(workdir, out, dataset, family)
+  rows = [report.aggregate(v) for v in per_setting.values()]
+
+  with open(os.path.join(out, 'report.json'), 'w') as f:
+    json.dump({'profile': _PROFILE.value, 'description': profile.description, 'rows': rows,
+               'wall_seconds': time.perf_counter() - start}, f, indent=2)
+  table = report.markdown_table(rows)
+  with open(os.path.join(out, 'report.md'), 'w') as f:
+    f.write(f'# Trilemma report: profile `{_PROFILE.value}`\n\n{profile.description}\n\n')
+    f.write(table)
+  report.trilemma_figure(rows, os.path.join(out, 'trilemma.png'))
+  print(table)
+  print(f'wrote {out}/report.json, report.md, trilemma.png')
+
+
+def _sample_picture(workdir: str, out: str, dataset: str, family: str) -> None:
+  """Copies the run's final sample picture to DIR/samples/<dataset>_<family>.png."""
+  samples_dir = os.path.join(workdir, 'samples')
+  pictures = sorted(p for p in os.listdir(samples_dir) if p.startswith('step_'))
+  if pictures:
+    os.makedirs(os.path.join(out, 'samples'), exist_ok=True)
+    target = os.path.join(out, 'samples', f"{dataset.replace(':', '_')}_{family}.png")
+    shutil.copyfile(os.path.join(samples_dir, pictures[-1]), target)
+
+
+if __name__ == '__main__':
+  app.run(main)
