@@ -90,9 +90,8 @@ def markdown_table(rows: Iterable[dict[str, Any]]) -> str:
 def _quality_and_coverage(rows: list[dict[str, Any]]):
   """Per-dataset axes: images use FD (lower is better) and recall; points %HQ and modes."""
   if all(r.get('fd') is not None for r in rows) and any(r.get('max_modes') is None for r in rows):
-    return ('fd', 'FD in classifier features (lower is better)', True,
-            'recall', 'recall')
-  return ('hq_fraction', 'high-quality fraction (higher is better)', False,
+    return ('fd', 'FD in classifier features (better ↑)', True, 'recall', 'recall')
+  return ('hq_fraction', 'high-quality fraction (better ↑)', False,
           'modes_fraction', 'modes captured / all')
 
 
@@ -103,8 +102,8 @@ def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
   import matplotlib.pyplot as plt
 
   datasets = sorted({r['dataset'] for r in rows})
-  fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.4), dpi=120,
-                           squeeze=False)
+  fig, axes = plt.subplots(1, len(datasets), figsize=(6.0 * len(datasets) + 1.0, 4.8), dpi=120,
+                           squeeze=False, layout='constrained')
   cmap = plt.get_cmap('viridis')
   markers = {'vae': 'o', 'gan': 's', 'ddpm': '^', 'ddgan': '*'}
   for ax, dataset in zip(axes[0], datasets):
@@ -127,12 +126,18 @@ def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
     ax.set_xscale('log')
     if lower_better:
       ax.invert_yaxis()
-    ax.set_xlabel('samples per second at batch 100 (log; right is faster)')
-    ax.set_ylabel(q_label + ('  ↑ better' if lower_better else ''))
+    ax.set_xlabel('samples/s at batch 100 (log; faster →)')
+    ax.set_ylabel(q_label)
+    ax.margins(x=0.25, y=0.12)
     ax.set_title(f'{dataset}: colour = {c_label} (yellow = full coverage)', fontsize=9)
     ax.grid(True, which='both', alpha=0.3)
   sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
   fig.colorbar(sm, ax=axes[0].tolist(), shrink=0.8, label='coverage')
+  handles = [plt.Line2D([], [], marker=m, ls='', color='0.6', mec='black', ms=9, label=f)
+             for f, m in markers.items() if any(r['family'] == f for r in rows)]
+  fig.legend(handles=handles, loc='outside lower center', ncols=len(handles), frameon=False)
+  fig.suptitle('The generative learning trilemma: quality vs speed, coverage as colour',
+               fontsize=11)
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   fig.savefig(path, bbox_inches='tight')
   plt.close(fig)

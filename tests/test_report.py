@@ -1,0 +1,116 @@
+"""Report aggregation, table, figure; evaluation of a run; the main job's quick profile."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from trilemma_jax import evaluation, report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+REQUIRED = ('family', 'sampler', 'dataset', 'nfe', 'samples_per_second', 'fd', 'kid',
+            'precision', 'recall', 'density', 'coverage', 'modes', 'max_modes', 'hq_fraction',
+            'reverse_kl', 'nll_bits_per_dim', 'train_steps', 'train_seconds', 'seeds')
+WITH_SPREAD = ('samples_per_second', 'fd', 'kid', 'precision', 'recall', 'density', 'coverage',
+               'modes', 'hq_fraction', 'reverse_kl', 'nll_bits_per_dim', 'train_seconds')
+
+
+def _row(seed, **figures):
+  base = {'family': 'gan', 'sampler': 'generator', 'dataset': 'grid25', 'nfe': 1,
+          'max_modes': 25, 'train_steps': 100, 'device': 'cpu:cpu', 'seed': seed}
+  return {**base, **figures}
+
+
+def test_aggregate_is_mean_and_population_std_over_seeds():
+  rows = [_row(0, modes=20, fd=1.0, reverse_kl=0.5), _row(1, modes=24, fd=3.0,
+                                                          reverse_kl=float('nan')),
+          _row(2, modes=25, fd=2.0, reverse_kl=0.3)]
+  agg = report.aggregate(rows)
+  assert agg['modes'] == pytest.approx(23.0)
+  assert agg['modes_std'] == pytest.approx(np.std([20, 24, 25]))
+  assert agg['fd'] == pytest.approx(2.0) and agg['fd_std'] == pytest.approx(np.sqrt(2 / 3))
+  # NaN (no high-quality sample) is left out of the mean and counted.
+  assert agg['reverse_kl'] == pytest.approx(0.4)
+  assert agg['reverse_kl_undefined_seeds'] == 1
+  assert agg['precision'] is None and agg['precision_std'] is None
+  assert agg['seeds'] == [0, 1, 2]
+  for key in REQUIRED:
+    assert key in agg, key
+
+
+def test_aggregate_refuses_rows_of_different_settings():
+  with pytest.raises(ValueError, match='nfe'):
+    report.aggregate([_row(0), {**_row(1), 'nfe': 4}])
+
+
+def test_markdown_table_has_one_line_per_row():
+  rows = [report.aggregate([_row(0, modes=20, hq_fraction=0.9)]),
+          report.aggregate([{**_row(0, fd=5.0), 'family': 'vae', 'dataset': 'digits',
+                             'max_modes': None}])]
+  table = report.markdown_table(rows).strip().splitlines()
+  assert len(table) == 4
+  assert '20 / 25' in table[2] and '90' in table[2]
+  assert table[3].startswith('| digits | vae |')
+
+
+def test_trilemma_figure_is_written(tmp_path):
+  rows = [report.aggregate([_row(0, modes=20, hq_fraction=0.9, samples_per_second=1e5)]),
+          report.aggregate([{**_row(0, fd=5.0, recall=0.5, samples_per_second=10.0),
+                             'family': 'ddpm', 'dataset': 'digits', 'max_modes': None}])]
+  path = tmp_path / 'trilemma.png'
+  report.trilemma_figure(rows, str(path))
+  assert path.stat().st_size > 10_000
+
+
+def test_training_speed_skips_the_compile_window(tmp_path):
+  lines = [{'step': 10, 'steps_per_second': 1.0, 'train_seconds': 10.0},
+           {'step': 20, 'steps_per_second': 50.0, 'train_seconds': 10.2},
+           {'step': 30, 'steps_per_second': 40.0, 'train_seconds': 10.45},
+           {'step': 30, 'test/nll_bits_per_dim': 2.0}]
+  with open(tmp_path / 'metrics.jsonl', 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in lines)
+  speed = evaluation.training_speed(str(tmp_path))
+  assert speed == {'train_steps_per_second': 45.0, 'train_seconds': 10.45}
+
+
+@pytest.mark.slow
+def test_quick_profile_end_to_end_and_reuse(tmp_path):
+  cmd = [sys.executable, os.path.join(REPO, 'experiments', 'trilemma.py'),
+         f'--workdir={tmp_path}', '--profile=quick']
+  env = {**os.environ, 'TRILEMMA_CACHE_DIR': str(tmp_path / 'cache')}
+  subprocess.run(cmd, check=True, env=env, capture_output=True)
+  report_json = json.load(open(tmp_path / 'report.json'))
+  rows = report_json['rows']
+  settings = {(r['dataset'], r['family'], r['sampler']) for r in rows}
+  for dataset in ('grid25', 'digits'):
+    for family in ('vae', 'gan', 'ddgan'):
+      assert any(s[0] == dataset and s[1] == family for s in settings), (dataset, family)
+    ddpm = sorted(s[2] for s in settings if s[0] == dataset and s[1] == 'ddpm')
+    assert len(ddpm) == 3 and 'ancestral' in ddpm, ddpm
+  for r in rows:
+    for key in REQUIRED:
+      assert key in r, key
+    for key in WITH_SPREAD:
+      assert f'{key}_std' in r, key
+    assert r['seeds'] == [0, 1]
+    assert r['samples_per_second'] > 0 and r['nfe'] >= 1
+    if r['dataset'] == 'grid25':
+      assert r['max_modes'] == 25 and 0 <= r['modes'] <= 25
+    else:
+      assert r['fd'] is not None and math.isfinite(r['fd'])
+    if r['family'] in ('vae', 'ddpm'):
+      assert r['nll_bits_per_dim'] is not None
+  assert (tmp_path / 'trilemma.png').stat().st_size > 10_000
+  assert 'digits_ddgan.png' in os.listdir(tmp_path / 'samples')
+
+  # A second run reuses every finished run and evaluation.
+  evals = sorted(str(p) for p in tmp_path.glob('runs/*/*/*/eval.json'))
+  before = {p: os.path.getmtime(p) for p in evals}
+  subprocess.run(cmd, check=True, env=env, capture_output=True)
+  assert {p: os.path.getmtime(p) for p in evals} == before
+  assert json.load(open(tmp_path / 'report.json'))['rows'] == rows
