@@ -19,7 +19,6 @@ resumes unfinished ones.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ sys.path.insert(0, os.path.join(_HERE, 'configs'))
 
 import profiles  # noqa: E402  (experiments/configs/profiles.py)
 
+from trilemma_jax import config as config_lib  # noqa: E402
 from trilemma_jax import evaluation, report, train  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (reused when re-run).')
@@ -45,18 +45,7 @@ flags.mark_flag_as_required('workdir')
 def family_config(family: str, dataset: str, seed: int, overrides: dict):
   """The family's config for ``dataset`` with the profile's overrides and ``seed``."""
   path = os.path.join(_HERE, 'configs', f'{family}.py')
-  spec = importlib.util.spec_from_file_location(f'trilemma_config_{family}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(dataset)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for part in parents:
-      node = node[part]
-    if leaf not in node:
-      raise ValueError(f'Profile override {key!r} is not a key of the {family} config.')
-    node[leaf] = value
+  config = config_lib.load_config_file(f'{path}:{dataset}', overrides)
   config.seed = seed
   config.train.progress = False
   return config

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from trilemma_jax import train
+from trilemma_jax.config import load_config_file
 from trilemma_jax.data import load_info
 from trilemma_jax.families import build_family
 
@@ -20,12 +21,7 @@ VAE_CONFIG = os.path.join(REPO, 'experiments', 'configs', 'vae.py')
 
 
 def small_vae_config(steps=12, dataset='ring8'):
-  sys.path.insert(0, os.path.dirname(VAE_CONFIG))
-  try:
-    import vae as vae_config  # experiments/configs/vae.py
-  finally:
-    sys.path.pop(0)
-  c = vae_config.get_config(dataset)
+  c = load_config_file(f'{VAE_CONFIG}:{dataset}')
   c.model.hidden = (32, 32)
   c.model.channels = (8,)
   c.model.conv_hidden = 32
@@ -63,6 +59,13 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
   config.data.batch_size = 12
   with pytest.raises(ValueError, match='not divisible by the 8 devices'):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_config_file_overrides_are_checked():
+  c = load_config_file(f'{VAE_CONFIG}:digits', {'train.steps': 7, 'vae.beta': 0.5})
+  assert (c.train.steps, c.vae.beta, c.data.name) == (7, 0.5, 'digits')
+  with pytest.raises(ValueError, match="'stpes' is not a key"):
+    load_config_file(f'{VAE_CONFIG}:digits', {'train.stpes': 7})
 
 
 def test_bad_config_is_rejected_up_front(tmp_path):

@@ -8,6 +8,10 @@ first second with a message naming the key.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+from typing import Any, Mapping
+
 import ml_collections
 
 FAMILIES = ('vae', 'gan', 'ddpm', 'ddgan')
@@ -63,3 +67,36 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.ema.decay must be in [0, 1), got {config.ema.decay}.')
   if not isinstance(config.seed, int) or config.seed < 0:
     raise ValueError(f'config.seed must be a non-negative integer, got {config.seed!r}.')
+
+
+def load_config_file(spec: str, overrides: Mapping[str, Any] | None = None
+                     ) -> ml_collections.ConfigDict:
+  """Loads ``'path/to/<family>.py:<arg>'`` as the train script does, then applies overrides.
+
+  Args:
+    spec: a config file path, optionally followed by ``:<arg>`` passed to its
+      ``get_config`` (the dataset for the family configs).
+    overrides: ``{'train.steps': 100, ...}``; each key must already exist.
+
+  Returns:
+    The config (unlocked), not yet validated.
+  """
+  path, _, arg = spec.partition(':')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'Config file {path} does not exist (from {spec!r}).')
+  name = 'trilemma_config_' + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  for key, value in (overrides or {}).items():
+    node = config
+    *parents, leaf = key.split('.')
+    for part in parents:
+      if part not in node:
+        raise ValueError(f'Override {key!r}: {part!r} is not a key of the config {spec!r}.')
+      node = node[part]
+    if leaf not in node:
+      raise ValueError(f'Override {key!r}: {leaf!r} is not a key of the config {spec!r}.')
+    node[leaf] = value
+  return config
