@@ -5,6 +5,8 @@ r"""Trains one family on one dataset.
 
 Running it again with the same --workdir resumes from the latest checkpoint; with
 more steps configured it continues. SIGTERM saves a checkpoint and exits cleanly.
+On a pod, run the same command with --distributed on every host: each process
+loads its slice of the global batch and process 0 writes the outputs.
 """
 
 from absl import app, flags, logging
@@ -16,6 +18,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config: experiments/configs/<family>.py:<dataset>.',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (resumed if it holds a run).')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False,
+    'Call jax.distributed.initialize() first (multi-process jobs, e.g. a TPU pod slice: '
+    'run the same command on every host).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -23,6 +29,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
+  if _DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize()
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
