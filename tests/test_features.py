@@ -92,8 +92,8 @@ def test_features_shape_dtype_and_blocking(digits_net, digits_test):
 def test_no_recompile_across_blocks_and_calls(digits_net, digits_test, monkeypatch):
   x = digits_test[0]
   net = dataclasses.replace(digits_net, block_size=32)
-  counted = jax.jit(chex.assert_max_traces(features_lib._forward_impl, n=1),  # pylint: disable=protected-access
-                    static_argnames=('model', 'per_channel'))
+  forward = features_lib._forward_impl  # pylint: disable=protected-access
+  counted = jax.jit(chex.assert_max_traces(forward, n=1), static_argnames=('model', 'per_channel'))
   monkeypatch.setattr(features_lib, '_forward', counted)
   # 297 images = 9 full blocks and a padded tenth; then again, reversed, and 40
   # images (a full block and a padded one): a single compilation.
