@@ -194,18 +194,18 @@ def test_posterior_sample_is_mean_plus_std_noise(schedule_and_ref):
                              rtol=1e-5, atol=1e-6)
 
 
-def test_q_step_sample_composes_to_q_sample_in_distribution():
+@pytest.mark.parametrize('t', [1, 7])
+def test_q_sample_pair_matches_q_sample_in_distribution(t):
   """x_t from x_{t-1} has the mean and variance of q(x_t | x_0) (moments, float64)."""
   s = dm.linear_schedule(20)
-  x0 = np.full((1, 1), 0.7, np.float32)
-  t = 7
-  noise_a = _draw((200_000, 1), 12)
-  noise_b = _draw((200_000, 1), 13)
-  prev = dm.q_sample(s, np.repeat(x0, 200_000, 0), np.full(200_000, t - 1), noise_a)
-  xt = np.asarray(dm.q_step_sample(s, prev, np.full(200_000, t), noise_b), np.float64)
+  n = 200_000
+  x0 = np.full((n, 1), 0.7, np.float32)
+  prev, xt = dm.q_sample_pair(s, x0, np.full(n, t), _draw((n, 1), 12), _draw((n, 1), 13))
+  np.testing.assert_allclose(prev, dm.q_sample(s, x0, np.full(n, t - 1), _draw((n, 1), 12)))
+  xt = np.asarray(xt, np.float64)
   ab = float(s.alpha_bars[t])
-  assert abs(xt.mean() - math.sqrt(ab) * 0.7) < 5 * math.sqrt((1 - ab) / 200_000)
-  assert abs(xt.var() - (1 - ab)) < 0.01
+  assert abs(xt.mean() - math.sqrt(ab) * 0.7) < 5 * math.sqrt((1 - ab) / n)
+  assert abs(xt.var() - (1 - ab)) < 5 * (1 - ab) * math.sqrt(2 / n)
 
 
 def test_time_index_shape_is_checked():
@@ -361,3 +361,25 @@ def test_sampler_compiles_once():
 
   for i in range(3):
     run(jnp.zeros((4, 2)), jax.random.PRNGKey(i))
+
+
+def test_ancestral_with_posterior_variance_is_a_chain_of_posterior_samples():
+  """DDGAN's sampler: x_{t-1} ~ q(x_{t-1} | x_t, x0_hat(x_t)) for t = T..1."""
+  sched = dm.ddgan_vp_schedule(4)
+
+  def gen(xt, t, key):
+    x0 = jnp.tanh(xt) + 0.1 * jax.random.normal(key, xt.shape)
+    return x0, dm.predict_eps_from_x0(sched, xt, t, x0)
+
+  x_T = jax.random.normal(jax.random.PRNGKey(8), (5, 3))
+  rng = jax.random.PRNGKey(9)
+  got, nfe = dm.ancestral_sample(sched, gen, x_T, rng,
+                                 log_variance=dm.reverse_log_variance(sched, 'beta_tilde'))
+  x = x_T
+  for t in range(4, 0, -1):
+    key_model, key_noise = jax.random.split(jax.random.fold_in(rng, t))
+    tb = jnp.full((5,), t, jnp.int32)
+    x = dm.posterior_sample(sched, gen(x, tb, key_model)[0], x, tb,
+                            jax.random.normal(key_noise, x.shape))
+  assert int(nfe) == 4
+  np.testing.assert_allclose(got, x, rtol=1e-5, atol=1e-5)

@@ -230,6 +230,25 @@ def q_step_sample(schedule: Schedule, x_prev: jax.Array, t: jax.Array,
           + jnp.sqrt(_at(schedule.betas, t, x_prev)) * noise)
 
 
+def q_sample_pair(schedule: Schedule, x0: jax.Array, t: jax.Array, noise_prev: jax.Array,
+                  noise_step: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """A draw of ``(x_{t-1}, x_t)`` from the forward chain given ``x_0`` (DDGAN's real pairs).
+
+  ``x_{t-1} ~ q(x_{t-1} | x_0)``, then ``x_t ~ q(x_t | x_{t-1})``.
+
+  Args:
+    schedule: the noise schedule.
+    x0: ``[B, ...]`` clean data.
+    t: ``[B]`` int, in ``1..T``.
+    noise_prev, noise_step: independent standard normals, shape of ``x0``.
+
+  Returns:
+    ``(x_{t-1}, x_t)``, each ``[B, ...]``.
+  """
+  x_prev = q_sample(schedule, x0, t - 1, noise_prev)
+  return x_prev, q_step_sample(schedule, x_prev, t, noise_step)
+
+
 def posterior_mean_variance(schedule: Schedule, x0: jax.Array, xt: jax.Array,
                             t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Mean, variance and clipped log-variance of ``q(x_{t-1} | x_t, x_0)``.
