@@ -33,7 +33,7 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   c.model.hidden = (256, 256, 256, 256)
   c.model.time_dim = 128
   # UNet (images)
-  c.model.ch = 32
+  c.model.ch = 16
   c.model.ch_mult = (1, 2)
   c.model.num_res_blocks = 1
   c.model.attn_resolutions = (4,)
@@ -42,7 +42,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
 
   c.optim.lr = 1e-3
   c.optim.warmup_steps = 100
-  c.optim.decay = 'constant'  # after warm-up: 'constant' (Ho et al.) or 'cosine' to 0
+  # After warm-up: 'constant' (Ho et al.) or 'cosine' to 0. On grid25 at 6k steps
+  # cosine gives 95% high-quality samples against 79% for constant.
+  c.optim.decay = 'cosine'
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.grad_clip = 1.0
@@ -52,15 +54,15 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   c.eval.num_examples = 0  # 0: the whole test split
 
   if dataset in ('ring8', 'grid25'):
-    c.optim.decay = 'cosine'  # 95% vs 79% high-quality samples on grid25 at 6k steps
     c.data.batch_size = 256
     c.train.steps = 6000
     c.eval.num_examples = 1000
   elif dataset in ('digits', 'stacked_digits'):
-    c.data.batch_size = 128
+    c.data.batch_size = 64
     c.train.steps = 3000
     c.ddpm.vb_terms = 100
   elif dataset == 'fashion_mnist':
+    c.model.ch = 32
     c.model.ch_mult = (1, 2, 2)
     c.model.attn_resolutions = (7,)
     c.train.steps = 5000
@@ -76,6 +78,7 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     c.model.num_groups = 32
     c.optim.lr = 2e-4
     c.optim.warmup_steps = 5000
+    c.optim.decay = 'constant'
     c.data.batch_size = 128
     c.ema.decay = 0.9999
     c.train.steps = 800_000
