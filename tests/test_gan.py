@@ -103,8 +103,9 @@ def test_discriminator_treats_examples_independently():
   batch = make_batch(DIGITS, 4)
   variables = d.init(jax.random.PRNGKey(0), batch['x'], batch['label'])
   x2 = batch['x'].at[1:].set(-batch['x'][1:])
-  a = d.apply(variables, batch['x'], batch['label'])
-  b = d.apply(variables, x2, batch['label'])
+  apply = jax.jit(d.apply)
+  a = apply(variables, batch['x'], batch['label'])
+  b = apply(variables, x2, batch['label'])
   np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
   assert not np.allclose(a[1:], b[1:])
 
@@ -161,30 +162,34 @@ def test_one_step_matches_the_formula(loss):
   assert int(new.step) == 1
 
 
-def _d_after_one_step(step_index, **step_options):
+def _one_step_d_update(**step_options):
+  """``step_index -> (D params after one step, metrics)`` from a fixed state, compiled once."""
   # Plain SGD, so the update is proportional to the gradient (Adam's first step is not).
   g, d = gan.build_networks(small_config(), POINTS)
   opt = optax.sgd(0.1)
   batch = make_batch(POINTS)
   state = gan.init_state(g, d, opt, opt, jax.random.PRNGKey(0), batch, z_dim=3)
-  state = state.replace(step=jnp.asarray(step_index, jnp.int32))
-  step = gan.make_train_step(g, d, opt, opt, z_dim=3, **step_options)
-  new, metrics = jax.jit(step)(state, batch)
-  return new.params['discriminator'], metrics
+  step = jax.jit(gan.make_train_step(g, d, opt, opt, z_dim=3, **step_options))
+
+  def run(step_index):
+    new, metrics = step(state.replace(step=jnp.asarray(step_index, jnp.int32)), batch)
+    return new.params['discriminator'], metrics
+
+  return run
 
 
 def test_lazy_r1_applies_gamma_times_k_on_schedule_and_nothing_off_schedule():
-  lazy = dict(r1_gamma=0.5, r1_every=3)
+  lazy = _one_step_d_update(r1_gamma=0.5, r1_every=3)
+  eager = _one_step_d_update(r1_gamma=1.5, r1_every=1)
+  plain = _one_step_d_update(r1_gamma=0.0)
   # Step 3 is on schedule: the same update as γ·k every step.
-  on, _ = _d_after_one_step(3, **lazy)
-  eager, _ = _d_after_one_step(3, r1_gamma=1.5, r1_every=1)
-  chex.assert_trees_all_close(on, eager, rtol=1e-5, atol=1e-7)
-  plain, m_plain = _d_after_one_step(3, r1_gamma=0.0)
-  assert not np.allclose(on['trunk']['Dense_0']['kernel'], plain['trunk']['Dense_0']['kernel'])
+  on, _ = lazy(3)
+  chex.assert_trees_all_close(on, eager(3)[0], rtol=1e-5, atol=1e-7)
+  plain_on, m_plain = plain(3)
+  assert not np.allclose(on['trunk']['Dense_0']['kernel'], plain_on['trunk']['Dense_0']['kernel'])
   # Step 4 is off schedule: the plain update, but R1 is still measured.
-  off, m_off = _d_after_one_step(4, **lazy)
-  plain_off, _ = _d_after_one_step(4, r1_gamma=0.0)
-  chex.assert_trees_all_close(off, plain_off, rtol=1e-5, atol=1e-7)
+  off, m_off = lazy(4)
+  chex.assert_trees_all_close(off, plain(4)[0], rtol=1e-5, atol=1e-7)
   assert float(m_off['r1']) > 0 and float(m_plain['r1']) > 0
 
 
@@ -251,9 +256,10 @@ def test_same_seed_same_bits():
   family = gan.build_family(small_config(**_full_options()), POINTS)
   batch = make_batch(POINTS)
 
+  step = jax.jit(family.train_step)
+
   def run():
     state = family.init(jax.random.PRNGKey(7), batch)
-    step = jax.jit(family.train_step)
     for _ in range(2):
       state, _ = step(state, batch)
     return state

@@ -1,8 +1,12 @@
 """DCGAN-style convolutional nets (Radford et al. 2016), parameterised by the image shape.
 
 The generator projects a latent vector to a small feature map and doubles its
-resolution with stride-2 transposed convolutions; the feature extractor halves
-it with stride-2 convolutions. Neither uses batch statistics, so each example
+resolution with nearest-neighbour upsampling followed by a 3x3 convolution
+(the resize-convolution of Odena et al. 2016) rather than DCGAN's stride-2
+transposed convolution: it avoids checkerboard artefacts, and on XLA:CPU a
+4x4 stride-2 transposed convolution took ~8x the time of upsample + 3x3 conv
+(forward + backward, 4x4x128 -> 8x8x64, batch 64). The feature extractor
+halves the resolution with stride-2 convolutions. Neither uses batch statistics, so each example
 is processed independently (needed for per-example R1 and for results that do
 not depend on how a batch is split over devices).
 """
@@ -13,6 +17,7 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from trilemma_jax.nets import layers
 
@@ -27,13 +32,13 @@ class ConvGenerator(nn.Module):
       upsampling; ``len(channels) - 1`` upsamplings. E.g. ``(256, 128, 64)``
       for 28x28 starts at 7x7.
     activation: hidden activation name.
-    kernel_size: side of the transposed-convolution kernels.
+    kernel_size: side of the convolution kernels after each upsampling.
   """
 
   image_shape: tuple[int, int, int]
   channels: Sequence[int] = (128, 64)
   activation: str = 'relu'
-  kernel_size: int = 4
+  kernel_size: int = 3
 
   def base_resolution(self) -> tuple[int, int]:
     """Side lengths of the first feature map; raises if the shape does not fit."""
@@ -55,7 +60,8 @@ class ConvGenerator(nn.Module):
     x = x.reshape(z.shape[0], h0, w0, self.channels[0])
     k = (self.kernel_size, self.kernel_size)
     for c in self.channels[1:]:
-      x = act(nn.ConvTranspose(c, k, strides=(2, 2), padding='SAME')(x))
+      x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+      x = act(nn.Conv(c, k, padding='SAME')(x))
     x = nn.Conv(self.image_shape[-1], (3, 3), padding='SAME')(x)
     return nn.tanh(x)
 
