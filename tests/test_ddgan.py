@@ -1,0 +1,412 @@
+"""The DDGAN family: the real/fake pair laws on Gaussian data, the step against its
+formula, lazy R1, the compiled sampler, no recompiles, 1-vs-8 devices, networks, config."""
+
+import dataclasses
+import importlib.util
+import os
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from trilemma_jax import ddgan, diffusion, losses, parallel
+from trilemma_jax.nets.ddgan_nets import AdaptiveGroupNorm, MLPDiscriminator, MLPGenerator
+
+_CONFIG_PATH = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs', 'ddgan.py')
+
+
+def _config_module():
+  spec = importlib.util.spec_from_file_location('ddgan_config', _CONFIG_PATH)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@dataclasses.dataclass(frozen=True)
+class Info:
+  """The fields of DatasetInfo the DDGAN reads."""
+  name: str
+  shape: tuple
+  kind: str
+  num_classes: int | None = None
+
+
+POINTS = Info('grid25', (2,), 'points', 25)
+DIGITS = Info('digits', (8, 8, 1), 'image', 10)
+
+
+def small_config(dataset='grid25', **ddgan_overrides):
+  c = _config_module().get_config(dataset)
+  c.model.nz, c.model.z_emb_dim, c.model.mapping_layers = 3, 8, 1
+  c.model.time_dim, c.model.num_groups = 8, 2
+  c.model.g_width, c.model.g_blocks, c.model.d_widths = 8, 1, (8, 8)
+  c.model.ch, c.model.ch_mult, c.model.d_channels = 4, (1, 2), (4, 8)
+  for k, v in ddgan_overrides.items():
+    c.ddgan[k] = v
+  return c
+
+
+def make_batch(info, b=16, seed=0):
+  rng = np.random.default_rng(seed)
+  x = np.tanh(rng.normal(size=(b, *info.shape))).astype(np.float32)
+  return {'x': jnp.asarray(x), 'label': jnp.zeros((b,), jnp.int32)}
+
+
+# ------------------------------------------------- the pairs on Gaussian data
+# Data x0 ~ N(m, s²) per coordinate. Every quantity below is jointly Gaussian, so
+# the laws of the pairs are fixed by means and covariances known in closed form.
+
+_M, _S2, _N = 0.7, 0.3, 200_000
+
+
+def _coefficients(t, num_steps=4):
+  """float64 ab_{t-1}, a_t and the moments of (x_{t-1}, x_t) under the forward chain."""
+  s = diffusion.ddgan_vp_schedule(num_steps)
+  ab_prev, alpha = float(s.alpha_bars[t - 1]), float(s.alphas[t])
+  mean_prev = np.sqrt(ab_prev) * _M
+  var_prev = ab_prev * _S2 + 1.0 - ab_prev
+  mean_t = np.sqrt(alpha) * mean_prev
+  var_t = alpha * var_prev + 1.0 - alpha
+  cov = np.sqrt(alpha) * var_prev
+  return s, mean_prev, var_prev, mean_t, var_t, cov
+
+
+def _moments(x_prev, x_t):
+  a, b = np.asarray(x_prev, np.float64).ravel(), np.asarray(x_t, np.float64).ravel()
+  return a.mean(), a.var(), b.mean(), b.var(), np.mean((a - a.mean()) * (b - b.mean()))
+
+
+def _assert_moments(got, want):
+  # Sampling errors of N draws: sd(mean) = sqrt(var/N), sd(var) ~ var sqrt(2/N).
+  mean_prev, var_prev, mean_t, var_t, cov = want
+  tol_mean = 5 * np.sqrt(max(var_prev, var_t) / _N)
+  tol_var = 5 * max(var_prev, var_t) * np.sqrt(2.0 / _N)
+  np.testing.assert_allclose(got[0], mean_prev, atol=tol_mean)
+  np.testing.assert_allclose(got[2], mean_t, atol=tol_mean)
+  np.testing.assert_allclose(got[1], var_prev, atol=tol_var)
+  np.testing.assert_allclose(got[3], var_t, atol=tol_var)
+  np.testing.assert_allclose(got[4], cov, atol=tol_var)
+
+
+def _gaussian_data(key):
+  return _M + np.sqrt(_S2) * jax.random.normal(key, (_N, 1))
+
+
+@pytest.mark.parametrize('t', [1, 2, 4])
+def test_real_pairs_have_the_laws_of_the_forward_chain(t):
+  s, *want = _coefficients(t)
+  x0 = _gaussian_data(jax.random.PRNGKey(t))
+  x_prev, x_t = ddgan.real_pairs(s, x0, jnp.full((_N,), t, jnp.int32), jax.random.PRNGKey(10 + t))
+  _assert_moments(_moments(x_prev, x_t), want)
+
+
+def _denoiser(s, t, exact):
+  """A generator for Gaussian data: x0 | x_t is Gaussian; draw from it (exact) or return its mean."""
+  ab = float(s.alpha_bars[t])
+  var_xt = ab * _S2 + 1.0 - ab
+  gain = np.sqrt(ab) * _S2 / var_xt
+  post_var = _S2 - ab * _S2 ** 2 / var_xt
+
+  def g(x_t, z, t_idx):
+    mean = _M + gain * (x_t - np.sqrt(ab) * _M)
+    return mean + (np.sqrt(post_var) * z[:, :1] if exact else 0.0)
+
+  return g
+
+
+@pytest.mark.parametrize('t', [1, 2, 4])
+def test_fake_pairs_of_the_true_denoiser_have_the_real_laws(t):
+  # If G draws x0 from q(x0 | x_t), the fake pair (x'_{t-1}, x_t) must have the
+  # law of the real pair: this is the fixed point the DDGAN game aims for.
+  s, *want = _coefficients(t)
+  x0 = _gaussian_data(jax.random.PRNGKey(t))
+  tb = jnp.full((_N,), t, jnp.int32)
+  x_prev, x_t = ddgan.real_pairs(s, x0, tb, jax.random.PRNGKey(30 + t))
+  z = jax.random.normal(jax.random.PRNGKey(40 + t), (_N, 2))
+  x0_hat = _denoiser(s, t, exact=True)(x_t, z, tb)
+  x_fake = ddgan.fake_prev(s, x0_hat, x_t, tb, jax.random.PRNGKey(50 + t))
+  _assert_moments(_moments(x_fake, x_t), want)
+  if t == 4:
+    return  # x0 hardly enters x_3: a wrong x0 law is invisible in the pair moments there
+  # The posterior mean alone (no latent) under-disperses x'_{t-1}: the test can fail.
+  x_mean_only = ddgan.fake_prev(s, _denoiser(s, t, exact=False)(x_t, z, tb), x_t, tb,
+                                jax.random.PRNGKey(50 + t))
+  got = _moments(x_mean_only, x_t)
+  assert want[1] - got[1] > 10 * want[1] * np.sqrt(2.0 / _N)
+
+
+def test_update_inputs_draw_t_uniformly_and_chain_the_pairs():
+  s = diffusion.ddgan_vp_schedule(4)
+  x0 = jnp.zeros((40_000, 1))
+  u = ddgan.update_inputs(s, lambda x_t, z, t: x_t * 0 + 0.5, x0, jax.random.PRNGKey(0), nz=3)
+  counts = np.bincount(np.asarray(u['t']), minlength=5)
+  assert counts[0] == 0 and np.all(np.abs(counts[1:] / 40_000 - 0.25) < 0.01)
+  assert u['z'].shape == (40_000, 3)
+  # At t = 1 the fake x'_0 is the generator's output exactly.
+  ones = np.asarray(u['t']) == 1
+  np.testing.assert_array_equal(np.asarray(u['x_fake'])[ones], 0.5)
+  # x_prev at t = 1 is x0 itself.
+  np.testing.assert_array_equal(np.asarray(u['x_prev'])[ones], 0.0)
+
+
+# ------------------------------------------------------------- networks
+
+
+def test_adaptive_group_norm_starts_as_a_plain_group_norm_and_follows_w():
+  h = jax.random.normal(jax.random.PRNGKey(0), (3, 8))
+  w = jax.random.normal(jax.random.PRNGKey(1), (3, 5))
+  layer = AdaptiveGroupNorm(num_groups=2)
+  params = layer.init(jax.random.PRNGKey(2), h, w)
+  out = layer.apply(params, h, w)
+  groups = np.asarray(h, np.float64).reshape(3, 2, 4)
+  ref = (groups - groups.mean(-1, keepdims=True)) / np.sqrt(groups.var(-1, keepdims=True) + 1e-6)
+  # At init gamma = 1 + (kernel @ w) and beta = kernel @ w; zero the kernel to check the biases.
+  zeroed = jax.tree.map(jnp.zeros_like, params)
+  zeroed['params']['style']['bias'] = params['params']['style']['bias']
+  np.testing.assert_allclose(layer.apply(zeroed, h, w), ref.reshape(3, 8), rtol=1e-5, atol=1e-5)
+  assert not np.allclose(out, ref.reshape(3, 8), atol=1e-3)  # w moves it
+
+
+def test_generator_uses_z_and_t_and_discriminator_treats_examples_independently():
+  g, d = MLPGenerator(width=8, num_blocks=1, z_dim_emb=8, time_dim=8, num_groups=2), \
+      MLPDiscriminator(widths=(8,), time_dim=8)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 2))
+  z = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+  t = jnp.array([1, 2, 3, 4])
+  gp = g.init(jax.random.PRNGKey(2), x, z, t)
+  # Perturb the zero-initialised residual branches so every input matters.
+  leaves, tree = jax.tree.flatten(gp)
+  keys = jax.random.split(jax.random.PRNGKey(9), len(leaves))
+  gp = jax.tree.unflatten(tree, [a + 0.3 * jax.random.normal(k, a.shape)
+                                 for a, k in zip(leaves, keys)])
+  base = g.apply(gp, x, z, t)
+  assert not np.allclose(base, g.apply(gp, x, -z, t))
+  assert not np.allclose(base, g.apply(gp, x, z, 5 - t))
+  dp = d.init(jax.random.PRNGKey(3), x, x, t)
+  a = d.apply(dp, x, x, t)
+  b = d.apply(dp, x.at[1:].set(-x[1:]), x, t)
+  np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+  assert not np.allclose(a[1:], b[1:])
+
+
+@pytest.mark.parametrize('dataset,shape', [
+    ('grid25', (2,)), ('digits', (8, 8, 1)), ('stacked_digits', (8, 8, 3)),
+    ('fashion_mnist', (28, 28, 1)), ('tfds:cifar10', (32, 32, 3))])
+def test_default_networks_have_the_data_shape(dataset, shape):
+  info = Info(dataset, shape, 'points' if len(shape) == 1 else 'image')
+  c = _config_module().get_config(dataset)
+  g, d = ddgan.build_networks(c, info)
+  x = jnp.zeros((3, *shape))
+  z = jnp.zeros((3, c.model.nz))
+  t = jnp.ones((3,), jnp.int32)
+  g_vars = jax.eval_shape(g.init, jax.random.PRNGKey(0), x, z, t)
+  assert jax.eval_shape(g.apply, g_vars, x, z, t).shape == (3, *shape)
+  d_vars = jax.eval_shape(d.init, jax.random.PRNGKey(0), x, x, t)
+  assert jax.eval_shape(d.apply, d_vars, x, x, t).shape == (3,)
+
+
+# --------------------------------------------------------- the step, exactly
+
+
+def test_one_step_matches_the_formula(num_steps=4):
+  lr, gamma, scale = 0.05, 0.7, 0.5
+  c = small_config(num_steps=num_steps)
+  g, d = ddgan.build_networks(c, POINTS)
+  opt = optax.sgd(lr)
+  s = diffusion.ddgan_vp_schedule(num_steps)
+  batch = make_batch(POINTS, 8)
+  state = ddgan.init_state(g, d, opt, opt, jax.random.PRNGKey(0), batch, nz=3)
+  step = ddgan.make_train_step(g, d, opt, opt, s, nz=3, data_scale=scale, r1_gamma=gamma,
+                               r1_every=1, ema_decay=0.9)
+  new, metrics = jax.jit(step)(state, batch)
+
+  g0, d0 = state.params['generator'], state.params['discriminator']
+  x0 = batch['x'] * scale
+  key = jax.random.fold_in(state.rng, 0)
+  g_fn = lambda p: (lambda x_t, z, t: g.apply({'params': p}, x_t, z, t))
+  u = ddgan.update_inputs(s, g_fn(g0), x0, jax.random.fold_in(jax.random.fold_in(key, 0), 0), nz=3)
+
+  def d_objective(p):
+    logit = lambda prev, x_t, t: d.apply({'params': p}, prev, x_t, t)
+    # R1: the gradient with respect to the real x_{t-1} only, x_t held fixed.
+    grads = jax.vmap(jax.grad(lambda v, xt, tt: logit(v[None], xt[None], tt[None])[0]))(
+        u['x_prev'], u['x_t'], u['t'])
+    r1 = jnp.sum(grads ** 2, axis=-1)
+    adv = losses.d_loss_minimax(logit(u['x_prev'], u['x_t'], u['t']),
+                                logit(u['x_fake'], u['x_t'], u['t']))
+    return jnp.mean(adv) + 0.5 * gamma * jnp.mean(r1)
+
+  d1 = jax.tree.map(lambda p, gr: p - lr * gr, d0, jax.grad(d_objective)(d0))
+  chex.assert_trees_all_close(new.params['discriminator'], d1, rtol=1e-5, atol=1e-6)
+
+  def g_objective(p):  # fresh t, pairs and z; against the updated discriminator
+    v = ddgan.update_inputs(s, g_fn(p), x0, jax.random.fold_in(key, 1), nz=3)
+    return jnp.mean(losses.g_loss_non_saturating(
+        d.apply({'params': d1}, v['x_fake'], v['x_t'], v['t'])))
+
+  g1 = jax.tree.map(lambda p, gr: p - lr * gr, g0, jax.grad(g_objective)(g0))
+  chex.assert_trees_all_close(new.params['generator'], g1, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(metrics['g_loss'], g_objective(g0), rtol=1e-5)
+  chex.assert_trees_all_close(new.ema_params,
+                              jax.tree.map(lambda a, b: 0.1 * a + 0.9 * b, g0, g1), rtol=1e-6,
+                              atol=1e-8)
+  assert int(new.step) == 1 and new.model_state == {}
+
+
+def test_lazy_r1_applies_gamma_unscaled_on_schedule_and_nothing_off_schedule():
+  g, d = ddgan.build_networks(small_config(), POINTS)
+  opt = optax.sgd(0.1)  # plain SGD: the update is proportional to the gradient
+  batch = make_batch(POINTS)
+  state0 = ddgan.init_state(g, d, opt, opt, jax.random.PRNGKey(0), batch, nz=3)
+
+  def make(**options):
+    step = jax.jit(ddgan.make_train_step(g, d, opt, opt, diffusion.ddgan_vp_schedule(4), nz=3,
+                                         **options))
+
+    def run(step_index):  # the step index is traced: one compilation serves both
+      new, metrics = step(state0.replace(step=jnp.asarray(step_index, jnp.int32)), batch)
+      return new.params['discriminator'], metrics
+
+    return run
+
+  lazy, plain = make(r1_gamma=0.5, r1_every=3), make(r1_gamma=0.0)
+  on, _ = lazy(3)
+  eager, _ = make(r1_gamma=0.5, r1_every=1)(3)  # the official code: gamma not multiplied by k
+  chex.assert_trees_all_close(on, eager, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(on['dense_0']['kernel'], plain(3)[0]['dense_0']['kernel'])
+  off, m_off = lazy(4)
+  chex.assert_trees_all_close(off, plain(4)[0], rtol=1e-5, atol=1e-7)
+  assert float(m_off['r1']) > 0
+
+
+def test_n_critic_discriminator_updates_per_generator_update():
+  family = ddgan.build_family(small_config(n_critic=3), POINTS)
+  state = family.init(jax.random.PRNGKey(0), make_batch(POINTS))
+  step = jax.jit(family.train_step)
+  for _ in range(2):
+    state, _ = step(state, make_batch(POINTS))
+  assert int(state.opt_state['discriminator'][0].count) == 6
+  assert int(state.opt_state['generator'][0].count) == 2
+
+
+# ---------------------------------------------------------------- sampling
+
+
+class ConstantG(nn.Module):
+  """A generator that ignores its inputs: x0_hat is one learned point."""
+
+  @nn.compact
+  def __call__(self, x_t, z, t):
+    c = self.param('c', lambda k: jnp.array([0.3, -0.2]))
+    return jnp.broadcast_to(c, x_t.shape)
+
+
+def test_sampler_runs_t_steps_and_returns_data_coordinates():
+  s = diffusion.ddgan_vp_schedule(4)
+  state = ddgan.init_state(ConstantG(), MLPDiscriminator(widths=(4,), time_dim=4),
+                           optax.sgd(0.0), optax.sgd(0.0), jax.random.PRNGKey(0),
+                           make_batch(POINTS), nz=3)
+  sample = ddgan.make_sampler(ConstantG(), s, (2,), nz=3, data_scale=0.25)
+  x = jax.jit(sample, static_argnums=2)(state, jax.random.PRNGKey(1), 5)
+  # The last step returns x0_hat itself, divided back by the data scale.
+  np.testing.assert_allclose(x, np.broadcast_to([1.2, -0.8], (5, 2)), rtol=1e-6)
+
+
+def test_sampler_is_the_reverse_chain_with_posterior_steps():
+  family = ddgan.build_family(small_config(num_steps=2, data_scale=0.5), POINTS)
+  state = family.init(jax.random.PRNGKey(0), make_batch(POINTS))
+  state = state.replace(ema_params=jax.tree.map(lambda a: a + 0.05, state.ema_params))
+  assert family.samplers == {'ddgan2': ({}, 2)}
+  key = jax.random.PRNGKey(3)
+  x = jax.jit(family.sample, static_argnums=2)(state, key, 6)
+  # The same chain written out as a Python loop, with the documented keys.
+  g, _ = ddgan.build_networks(small_config(num_steps=2), POINTS)
+  s = diffusion.ddgan_vp_schedule(2)
+  prior_key, chain_key = jax.random.split(key)
+  xt = jax.random.normal(prior_key, (6, 2))
+  for t in (2, 1):
+    z_key, noise_key = jax.random.split(jax.random.fold_in(chain_key, t))
+    tb = jnp.full((6,), t, jnp.int32)
+    x0_hat = g.apply({'params': state.ema_params}, xt, jax.random.normal(z_key, (6, 3)), tb)
+    mean, var, _ = diffusion.posterior_mean_variance(s, x0_hat, xt, tb)
+    xt = mean + jnp.sqrt(var) * jax.random.normal(noise_key, xt.shape)
+  np.testing.assert_allclose(x, xt / 0.5, rtol=1e-5, atol=1e-6)
+  # Only the EMA weights matter.
+  other = jax.tree.map(lambda p: p + 1.0, state.params)
+  np.testing.assert_array_equal(x, family.sample(state.replace(params=other), key, 6))
+
+
+# ------------------------------------------------------ compilation, devices
+
+
+def test_step_compiles_once_over_steps_on_and_off_the_r1_schedule():
+  family = ddgan.build_family(small_config(r1_every=2, n_critic=2), POINTS)
+  state = family.init(jax.random.PRNGKey(0), make_batch(POINTS))
+  step = jax.jit(chex.assert_max_traces(family.train_step, n=1))
+  for i in range(4):
+    state, metrics = step(state, make_batch(POINTS, seed=i))
+  assert int(state.step) == 4
+  assert set(metrics) == {'d_loss', 'r1', 'd_real', 'd_fake', 'logit_real', 'logit_fake',
+                          'd_grad_norm', 'g_loss', 'g_grad_norm', 'x0_rmse'}
+  for k, v in metrics.items():
+    assert v.shape == () and np.isfinite(v), k
+
+
+def test_same_seed_same_bits():
+  family = ddgan.build_family(small_config(r1_every=2), POINTS)
+  batch = make_batch(POINTS)
+
+  def run():
+    state = family.init(jax.random.PRNGKey(7), batch)
+    step = jax.jit(family.train_step)
+    for _ in range(2):
+      state, _ = step(state, batch)
+    return state
+
+  chex.assert_trees_all_equal(run(), run())
+
+
+@pytest.mark.parametrize('info', [POINTS, DIGITS], ids=['mlp', 'conv'])
+def test_one_and_eight_devices_agree(info):
+  family = ddgan.build_family(small_config(info.name, r1_every=2), info)
+  batches = [make_batch(info, 16, seed=i) for i in range(3)]
+
+  def run(devices):
+    mesh = parallel.make_mesh(devices)
+    state = parallel.jit_init(family.init, mesh)(jax.random.PRNGKey(1), batches[0])
+    step = parallel.jit_train_step(family.train_step, mesh)
+    for b in batches:
+      state, metrics = step(state, parallel.shard_batch(jax.device_get(b), mesh))
+    return jax.device_get(state), jax.device_get(metrics)
+
+  one, m1 = run(jax.devices()[:1])
+  eight, m8 = run(jax.devices()[:8])
+  chex.assert_trees_all_close(one, eight, rtol=2e-4, atol=2e-5)
+  chex.assert_trees_all_close(m1, m8, rtol=2e-4, atol=2e-5)
+
+
+# ------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize('section,key,value,match', [
+    ('ddgan', 'num_steps', 0, 'num_steps'),
+    ('ddgan', 'n_critic', 0, 'n_critic'),
+    ('ddgan', 'r1_every', 0, 'r1_every'),
+    ('ddgan', 'r1_gamma', -1.0, 'r1_gamma'),
+    ('ddgan', 'data_scale', 0.0, 'data_scale'),
+    ('model', 'nz', 0, 'nz'),
+])
+def test_bad_settings_name_the_key(section, key, value, match):
+  c = small_config()
+  c[section][key] = value
+  with pytest.raises(ValueError, match=match):
+    ddgan.build_family(c, POINTS)
+
+
+def test_unknown_data_kind_is_refused():
+  with pytest.raises(ValueError, match='data kind'):
+    ddgan.build_family(small_config(), Info('x', (2,), 'graph'))

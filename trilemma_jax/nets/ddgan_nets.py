@@ -1,0 +1,347 @@
+"""Networks of the denoising diffusion GAN (Xiao, Kreis & Vahdat, ICLR 2022).
+
+Generator ``G(x_t, z, t) -> x0_hat``: the latent ``z`` goes through a mapping
+network (pixel norm, then an MLP, as in StyleGAN and the official NCSN++
+generator) to a style vector ``w``; every normalisation layer of the body is an
+adaptive group norm whose per-channel scale and shift are linear in ``w``
+(AdaGN); the time step enters every block as an added projection of a
+sinusoidal time embedding. Every network takes the integer step ``t`` and
+embeds ``time_scale * t``; the family sets ``time_scale = 1000 / T`` so that the
+few steps of a DDGAN spread over the range the sinusoids resolve (with
+``t`` in 1..4 unscaled, all but the fastest frequencies of the embedding
+would be nearly constant). Discriminator ``D(x_{t-1}, x_t, t) -> logit``: the
+two states are concatenated (features for points, channels for images) and
+the time embedding is added in every block.
+
+Two sizes of body: residual MLPs for flat data (the 2-D mixtures), and for
+images a small U-Net generator and a strided-conv discriminator. GroupNorm
+normalises each example on its own and no layer uses batch statistics, so a
+logit depends on its own example only (needed for a per-example R1 and for
+results that do not depend on how a batch is split over devices).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from trilemma_jax.nets import layers
+from trilemma_jax.nets.embeddings import TimeEmbedding
+
+# The last layer of every residual branch starts at zero so each block starts
+# as the identity (as in the NCSN++ and Ho et al. U-Nets).
+_zero_init = nn.initializers.zeros
+
+
+def _groups(num_groups: int, channels: int) -> int:
+  groups = min(num_groups, channels)
+  if channels % groups:
+    raise ValueError(
+        f'GroupNorm with {groups} groups cannot split {channels} channels; choose widths '
+        f'that are multiples of model.num_groups, or lower it.')
+  return groups
+
+
+class MappingNetwork(nn.Module):
+  """``z [B, nz] -> w [B, dim]``: pixel norm, then ``1 + num_layers`` Dense + activation.
+
+  Attributes:
+    dim: width of the style vector and of the hidden layers.
+    num_layers: extra layers after the first projection (official CIFAR-10: 4).
+    activation: hidden activation name.
+  """
+
+  dim: int
+  num_layers: int = 3
+  activation: str = 'leaky_relu'
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    act = layers.activation(self.activation)
+    # Pixel norm: the network sees z on the unit sphere (times sqrt(nz)), so
+    # its input scale does not depend on nz.
+    h = z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True) + 1e-8)
+    for _ in range(1 + self.num_layers):
+      h = act(nn.Dense(self.dim)(h))
+    return h
+
+
+class AdaptiveGroupNorm(nn.Module):
+  """``gamma(w) * GroupNorm(h) + beta(w)``: the latent's way into the generator.
+
+  ``gamma`` starts at 1 and ``beta`` at 0 (bias initialisation), so at
+  initialisation the layer is a plain group norm. ``h`` is ``[B, C]`` or
+  ``[B, H, W, C]``; ``w`` is ``[B, dim]``.
+  """
+
+  num_groups: int
+  normalize: bool = True
+
+  @nn.compact
+  def __call__(self, h: jax.Array, w: jax.Array) -> jax.Array:
+    c = h.shape[-1]
+    hn = h
+    if self.normalize:
+      norm = nn.GroupNorm(num_groups=_groups(self.num_groups, c), use_scale=False,
+                          use_bias=False, epsilon=1e-6)
+      # GroupNorm wants a feature axis after the batch; treat a flat [B, C] as 1 pixel.
+      hn = norm(h[:, None, :]).reshape(h.shape) if h.ndim == 2 else norm(h)
+    bias_init = lambda key, shape, dtype=jnp.float32: jnp.concatenate(
+        [jnp.ones((c,), dtype), jnp.zeros((c,), dtype)])
+    style = nn.Dense(2 * c, bias_init=bias_init, name='style')(w)
+    gamma, beta = jnp.split(style, 2, axis=-1)
+    expand = (slice(None),) + (None,) * (h.ndim - 2) + (slice(None),)
+    return gamma[expand] * hn + beta[expand]
+
+
+# ------------------------------------------------------------------ flat data
+
+
+def fourier_features(x: jax.Array, num_octaves: int) -> jax.Array:
+  """``[B, D] -> [B, D (1 + 2K)]``: ``x``, ``sin(2^k pi x)`` and ``cos(2^k pi x)``, ``k < K``.
+
+  A coordinate MLP learns high frequencies slowly (spectral bias; Rahaman et
+  al. 2019, Tancik et al. 2020): a discriminator fed raw 2-D coordinates could
+  not tell the grid25 modes (std 0.05) from a copy blurred by 0.1 in 1,500
+  Adam steps, and learned it at once with these features. ``K = 0`` returns
+  ``x`` unchanged.
+  """
+  if num_octaves == 0:
+    return x
+  freqs = jnp.pi * 2.0 ** jnp.arange(num_octaves, dtype=x.dtype)
+  angles = (x[..., None] * freqs).reshape(x.shape[0], -1)
+  return jnp.concatenate([x, jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class _ResMLPBlock(nn.Module):
+  """AdaGN -> act -> Dense (+ time) -> AdaGN -> act -> Dense(zero), residual."""
+
+  width: int
+  num_groups: int
+  activation: str
+  normalize: bool
+
+  @nn.compact
+  def __call__(self, h: jax.Array, temb: jax.Array, w: jax.Array) -> jax.Array:
+    act = layers.activation(self.activation)
+    norm = lambda name: AdaptiveGroupNorm(self.num_groups, self.normalize, name=name)
+    r = act(norm('norm_0')(h, w))
+    r = nn.Dense(self.width, name='dense_0')(r) + nn.Dense(self.width, name='time')(act(temb))
+    r = act(norm('norm_1')(r, w))
+    r = nn.Dense(self.width, kernel_init=_zero_init, name='dense_1')(r)
+    return (h + r) / math.sqrt(2.0)
+
+
+class MLPGenerator(nn.Module):
+  """``G(x_t, z, t)`` for flat data: residual MLP blocks with AdaGN and time.
+
+  Attributes:
+    width: hidden width (a multiple of ``num_groups``).
+    num_blocks: residual blocks (two Dense layers each).
+    z_dim_emb: width of the style vector ``w`` (mapping network output).
+    mapping_layers: hidden layers of the mapping network after its first.
+    time_dim: width of the time embedding.
+    num_groups: groups of the adaptive group norms.
+    activation: hidden activation name.
+    normalize: group-normalise before the AdaGN scale and shift (False: the
+      style only scales and shifts, FiLM-like).
+    fourier_octaves: encode ``x_t`` with :func:`fourier_features` (0: raw).
+    time_scale: the time embedding sees ``time_scale * t``.
+  """
+
+  width: int = 256
+  num_blocks: int = 3
+  z_dim_emb: int = 128
+  mapping_layers: int = 3
+  time_dim: int = 128
+  num_groups: int = 16
+  activation: str = 'leaky_relu'
+  normalize: bool = True
+  fourier_octaves: int = 0
+  time_scale: float = 1.0
+
+  @nn.compact
+  def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
+    """``x_t`` ``[B, D]``, ``z`` ``[B, nz]``, ``t`` ``[B]`` int -> ``x0_hat`` ``[B, D]``."""
+    if x_t.ndim != 2:
+      raise ValueError(f'MLPGenerator expects flat inputs [B, D], got shape {x_t.shape}.')
+    act = layers.activation(self.activation)
+    w = MappingNetwork(self.z_dim_emb, self.mapping_layers, self.activation, name='mapping')(z)
+    temb = TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale)
+    h = nn.Dense(self.width, name='dense_in')(fourier_features(x_t, self.fourier_octaves))
+    for i in range(self.num_blocks):
+      h = _ResMLPBlock(self.width, self.num_groups, self.activation, self.normalize,
+                       name=f'block_{i}')(h, temb, w)
+    h = act(AdaptiveGroupNorm(self.num_groups, self.normalize, name='norm_out')(h, w))
+    return nn.Dense(x_t.shape[-1], name='dense_out')(h)
+
+
+class MLPDiscriminator(nn.Module):
+  """``D(x_{t-1}, x_t, t)`` for flat data: Dense layers, each told the time step.
+
+  Attributes:
+    widths: hidden widths.
+    time_dim: width of the time embedding.
+    activation: hidden activation name (official: leaky ReLU 0.2).
+    fourier_octaves: encode both inputs with :func:`fourier_features` (0: raw).
+    time_scale: the time embedding sees ``time_scale * t``.
+  """
+
+  widths: Sequence[int] = (256, 256, 256)
+  time_dim: int = 128
+  activation: str = 'leaky_relu'
+  fourier_octaves: int = 0
+  time_scale: float = 1.0
+
+  @nn.compact
+  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
+    """``x_prev``, ``x_t`` ``[B, D]``, ``t`` ``[B]`` -> logits ``[B]``."""
+    if x_prev.ndim != 2 or x_prev.shape != x_t.shape:
+      raise ValueError(
+          f'MLPDiscriminator expects two flat inputs [B, D] of the same shape, got '
+          f'{x_prev.shape} and {x_t.shape}.')
+    act = layers.activation(self.activation)
+    temb = act(TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale))
+    h = jnp.concatenate([fourier_features(x_prev, self.fourier_octaves),
+                         fourier_features(x_t, self.fourier_octaves)], axis=-1)
+    for i, width in enumerate(self.widths):
+      h = act(nn.Dense(width, name=f'dense_{i}')(h) + nn.Dense(width, name=f'time_{i}')(temb))
+    return nn.Dense(1, name='out')(h)[:, 0]
+
+
+# --------------------------------------------------------------------- images
+
+
+def _conv(features: int, *, kernel: int = 3, strides: int = 1, zero: bool = False,
+          name: str | None = None) -> nn.Conv:
+  return nn.Conv(features, (kernel, kernel), strides=(strides, strides), padding='SAME',
+                 kernel_init=_zero_init if zero else nn.linear.default_kernel_init, name=name)
+
+
+class _AdaResBlock(nn.Module):
+  """NCSN++-style residual block with AdaGN on ``w`` and an added time projection."""
+
+  out_ch: int
+  num_groups: int
+  activation: str
+
+  @nn.compact
+  def __call__(self, x: jax.Array, temb: jax.Array, w: jax.Array) -> jax.Array:
+    act = layers.activation(self.activation)
+    h = act(AdaptiveGroupNorm(self.num_groups, name='norm_0')(x, w))
+    h = _conv(self.out_ch, name='conv_0')(h)
+    h = h + nn.Dense(self.out_ch, name='time')(act(temb))[:, None, None, :]
+    h = act(AdaptiveGroupNorm(self.num_groups, name='norm_1')(h, w))
+    h = _conv(self.out_ch, zero=True, name='conv_1')(h)
+    if x.shape[-1] != self.out_ch:
+      x = nn.Dense(self.out_ch, name='skip')(x)
+    return (x + h) / math.sqrt(2.0)
+
+
+class UNetGenerator(nn.Module):
+  """``G(x_t, z, t)`` for images: a small U-Net of AdaGN residual blocks.
+
+  Attributes:
+    ch: base channels.
+    ch_mult: channel multiplier per resolution level (``len - 1`` halvings).
+    num_res_blocks: residual blocks per level on the way down (one more up).
+    z_dim_emb, mapping_layers, time_dim, num_groups, activation: as in
+      :class:`MLPGenerator` (``time_dim`` defaults to ``4 * ch`` when None).
+    tanh: squash the output to (-1, 1) (official generator for [-1, 1] images).
+    time_scale: the time embedding sees ``time_scale * t``.
+  """
+
+  ch: int = 32
+  ch_mult: Sequence[int] = (1, 2)
+  num_res_blocks: int = 1
+  z_dim_emb: int = 128
+  mapping_layers: int = 3
+  time_dim: int | None = None
+  num_groups: int = 8
+  activation: str = 'silu'
+  tanh: bool = True
+  time_scale: float = 1.0
+
+  @nn.compact
+  def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
+    """``x_t`` ``[B, H, W, C]``, ``z`` ``[B, nz]``, ``t`` ``[B]`` -> ``x0_hat`` like ``x_t``."""
+    if x_t.ndim != 4:
+      raise ValueError(f'UNetGenerator expects images [B, H, W, C], got shape {x_t.shape}.')
+    levels = len(self.ch_mult)
+    factor = 2 ** (levels - 1)
+    if x_t.shape[1] % factor or x_t.shape[2] % factor:
+      raise ValueError(
+          f'An image of {x_t.shape[1]}x{x_t.shape[2]} cannot be halved {levels - 1} times '
+          f'(model.ch_mult={tuple(self.ch_mult)}); use fewer levels.')
+    act = layers.activation(self.activation)
+    w = MappingNetwork(self.z_dim_emb, self.mapping_layers, 'leaky_relu', name='mapping')(z)
+    time_dim = self.time_dim or 4 * self.ch
+    temb = TimeEmbedding(self.ch, time_dim, name='time')(t * self.time_scale)
+
+    def block(h, out_ch, name):
+      return _AdaResBlock(out_ch, self.num_groups, self.activation, name=name)(h, temb, w)
+
+    hs = [_conv(self.ch, name='conv_in')(x_t)]
+    for level, mult in enumerate(self.ch_mult):
+      for i in range(self.num_res_blocks):
+        hs.append(block(hs[-1], self.ch * mult, f'down_{level}_{i}'))
+      if level != levels - 1:
+        hs.append(_conv(hs[-1].shape[-1], strides=2, name=f'downsample_{level}')(hs[-1]))
+    h = block(hs[-1], hs[-1].shape[-1], 'mid_0')
+    h = block(h, h.shape[-1], 'mid_1')
+    for level in reversed(range(levels)):
+      for i in range(self.num_res_blocks + 1):
+        h = block(jnp.concatenate([h, hs.pop()], axis=-1), self.ch * self.ch_mult[level],
+                  f'up_{level}_{i}')
+      if level != 0:
+        b, hgt, wid, c = h.shape
+        h = jax.image.resize(h, (b, 2 * hgt, 2 * wid, c), method='nearest')
+        h = _conv(c, name=f'upsample_{level}')(h)
+    h = act(AdaptiveGroupNorm(self.num_groups, name='norm_out')(h, w))
+    h = _conv(x_t.shape[-1], name='conv_out')(h)
+    return jnp.tanh(h) if self.tanh else h
+
+
+class ConvDiscriminator(nn.Module):
+  """``D(x_{t-1}, x_t, t)`` for images: residual stride-2 conv blocks told the time step.
+
+  The official "small" discriminator also appends a minibatch-stddev feature;
+  it is left out here because it couples the examples of a batch (the logit
+  of one example would depend on the others, and R1 would no longer be per
+  example).
+
+  Attributes:
+    channels: output channels of the blocks; each block halves the resolution.
+    time_dim: width of the time embedding.
+    activation: hidden activation name (official: leaky ReLU 0.2).
+    time_scale: the time embedding sees ``time_scale * t``.
+  """
+
+  channels: Sequence[int] = (64, 128)
+  time_dim: int = 128
+  activation: str = 'leaky_relu'
+  time_scale: float = 1.0
+
+  @nn.compact
+  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
+    """``x_prev``, ``x_t`` ``[B, H, W, C]``, ``t`` ``[B]`` -> logits ``[B]``."""
+    if x_prev.ndim != 4 or x_prev.shape != x_t.shape:
+      raise ValueError(
+          f'ConvDiscriminator expects two images [B, H, W, C] of the same shape, got '
+          f'{x_prev.shape} and {x_t.shape}.')
+    act = layers.activation(self.activation)
+    temb = act(TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale))
+    h = _conv(self.channels[0], kernel=1, name='conv_in')(jnp.concatenate([x_prev, x_t], -1))
+    for i, c in enumerate(self.channels):
+      r = _conv(c, name=f'block_{i}_conv_0')(act(h))
+      r = r + nn.Dense(c, name=f'block_{i}_time')(temb)[:, None, None, :]
+      r = _conv(c, strides=2, name=f'block_{i}_conv_1')(act(r))
+      skip = nn.Dense(c, name=f'block_{i}_skip')(
+          nn.avg_pool(h, (2, 2), strides=(2, 2), padding='SAME'))
+      h = (skip + r) / math.sqrt(2.0)
+    h = jnp.sum(act(h), axis=(1, 2))
+    return nn.Dense(1, name='out')(h)[:, 0]
