@@ -2,7 +2,6 @@
 spectral norm bookkeeping, no recompiles, 1-vs-8 devices, sampling, config validation."""
 
 import dataclasses
-import importlib.util
 import os
 
 import chex
@@ -13,19 +12,18 @@ import numpy as np
 import optax
 import pytest
 
-from trilemma_jax import gan, losses, parallel
+from trilemma_jax import gan, losses, parallel, train
+from trilemma_jax.config import load_config_file
 from trilemma_jax.nets.dcgan import ConvGenerator
 from trilemma_jax.nets.gan_nets import Discriminator, Generator
 from trilemma_jax.nets.mlp import MLP
 
-_CONFIG_PATH = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs', 'gan.py')
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      'experiments', 'configs', 'gan.py')
 
 
-def _config_module():
-  spec = importlib.util.spec_from_file_location('gan_config', _CONFIG_PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def get_config(dataset):
+  return load_config_file(f'{CONFIG}:{dataset}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +40,7 @@ DIGITS = Info('digits', (8, 8, 1), 'image', 10)
 
 
 def small_config(dataset='grid25', **gan_overrides):
-  c = _config_module().get_config(dataset)
+  c = get_config(dataset)
   c.model.g_widths, c.model.d_widths = (16, 16), (16, 16)
   c.model.g_channels, c.model.d_channels = (8, 4), (4, 8)
   c.model.z_dim, c.model.embed_dim = 3, 4
@@ -67,7 +65,7 @@ def make_batch(info, b=16, seed=0):
 @pytest.mark.parametrize('conditional', [False, True])
 def test_default_networks_have_the_data_shape(dataset, shape, conditional):
   info = Info(dataset, shape, 'points' if len(shape) == 1 else 'image', 10)
-  c = _config_module().get_config(dataset)
+  c = get_config(dataset)
   c.gan.conditional = conditional
   c.gan.spectral_norm = True
   g, d = gan.build_networks(c, info)
@@ -267,6 +265,7 @@ def test_same_seed_same_bits():
   chex.assert_trees_all_equal(run(), run())
 
 
+@pytest.mark.slow
 def test_one_and_eight_devices_agree():
   family = gan.build_family(small_config('digits', **_full_options()), DIGITS)
   batches = [make_batch(DIGITS, 16, seed=i) for i in range(3)]
@@ -283,6 +282,23 @@ def test_one_and_eight_devices_agree():
   eight, m8 = run(jax.devices()[:8])
   chex.assert_trees_all_close(one, eight, rtol=2e-4, atol=2e-5)
   chex.assert_trees_all_close(m1, m8, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.slow
+def test_resumed_run_with_spectral_norm_state_is_bit_identical(tmp_path):
+  # Checkpoints must hold both optimisers, the EMA and the spectral-norm vectors.
+  c = small_config('digits', **_full_options())
+  c.data.batch_size = 16
+  c.train.update(steps=6, log_every=2, checkpoint_every=3, progress=False, num_samples=4)
+  one_device = jax.devices()[:1]
+  unbroken = train.train_and_evaluate(c, str(tmp_path / 'unbroken'), devices=one_device)
+  c.train.steps = 3
+  train.train_and_evaluate(c, str(tmp_path / 'resumed'), devices=one_device)
+  c.train.steps = 6
+  resumed = train.train_and_evaluate(c, str(tmp_path / 'resumed'), devices=one_device)
+  assert jax.device_get(resumed.model_state)['discriminator']['batch_stats']
+  chex.assert_trees_all_equal(jax.device_get(unbroken), jax.device_get(resumed))
+  assert os.path.exists(tmp_path / 'resumed' / 'samples' / 'step_0000006.png')
 
 
 # --------------------------------------------------------------------------- sampling
