@@ -56,8 +56,8 @@ PROFILES: dict[str, Profile] = {
         overrides={
             ('vae', '*'): _TINY,
             ('gan', '*'): _TINY,
-            ('ddpm', '*'): {**_TINY, 'ddpm.timesteps': 20, 'ddpm.vb_terms': 5,
-                            'ddpm.ddim_steps': (10, 4)},
+            ('ddpm', '*'): {**_TINY, 'optim.warmup_steps': 10, 'ddpm.timesteps': 20,
+                            'ddpm.vb_terms': 5, 'ddpm.ddim_steps': (10, 4)},
             ('ddgan', '*'): _TINY,
         },
         num_samples=300,
