@@ -14,7 +14,8 @@ import optax
 import pytest
 
 from trilemma_jax import ddgan, diffusion, losses, parallel
-from trilemma_jax.nets.ddgan_nets import AdaptiveGroupNorm, MLPDiscriminator, MLPGenerator
+from trilemma_jax.nets.ddgan_nets import (AdaptiveGroupNorm, MLPDiscriminator, MLPGenerator,
+                                          SkipGenerator, fourier_features)
 
 _CONFIG_PATH = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs', 'ddgan.py')
 
@@ -193,6 +194,38 @@ def test_generator_uses_z_and_t_and_discriminator_treats_examples_independently(
   assert not np.allclose(a[1:], b[1:])
 
 
+def test_fourier_features_are_sines_and_cosines_of_octaves():
+  x = np.array([[0.3, -1.2]], np.float32)
+  f = np.asarray(fourier_features(jnp.asarray(x), 3))
+  angles = (x[0][:, None] * np.pi * 2.0 ** np.arange(3)).ravel()
+  np.testing.assert_allclose(f[0], np.concatenate([x[0], np.sin(angles), np.cos(angles)]),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(fourier_features(jnp.asarray(x), 0), x)
+
+
+class ConstantBody(nn.Module):
+  @nn.compact
+  def __call__(self, x_t, z, t):
+    return jnp.broadcast_to(self.param('c', lambda k: jnp.array([0.5, -2.0])), x_t.shape)
+
+
+def test_skip_generator_is_the_linear_denoiser_plus_a_scaled_body():
+  s = diffusion.ddgan_vp_schedule(4)
+  ab = np.asarray(s.alpha_bars, np.float64)
+  sigma = 2.0
+  g = SkipGenerator(ConstantBody(), tuple(float(a) for a in s.alpha_bars), sigma)
+  x_t = jnp.asarray([[1.0, -3.0], [0.5, 2.0]])
+  t = jnp.array([1, 3])
+  params = g.init(jax.random.PRNGKey(0), x_t, jnp.zeros((2, 1)), t)
+  out = g.apply(params, x_t, jnp.zeros((2, 1)), t)
+  a = ab[[1, 3]][:, None]
+  # The best linear estimate of x0 ~ N(0, sigma²) from x_t, and the std it leaves.
+  c_skip = np.sqrt(a) * sigma ** 2 / (a * sigma ** 2 + 1 - a)
+  c_out = np.sqrt(sigma ** 2 - c_skip ** 2 * (a * sigma ** 2 + 1 - a))
+  np.testing.assert_allclose(out, c_skip * np.asarray(x_t) + c_out * np.array([0.5, -2.0]),
+                             rtol=1e-5)
+
+
 @pytest.mark.parametrize('dataset,shape', [
     ('grid25', (2,)), ('digits', (8, 8, 1)), ('stacked_digits', (8, 8, 3)),
     ('fashion_mnist', (28, 28, 1)), ('tfds:cifar10', (32, 32, 3))])
@@ -251,9 +284,10 @@ def test_one_step_matches_the_formula(num_steps=4):
   g1 = jax.tree.map(lambda p, gr: p - lr * gr, g0, jax.grad(g_objective)(g0))
   chex.assert_trees_all_close(new.params['generator'], g1, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(metrics['g_loss'], g_objective(g0), rtol=1e-5)
-  chex.assert_trees_all_close(new.ema_params,
-                              jax.tree.map(lambda a, b: 0.1 * a + 0.9 * b, g0, g1), rtol=1e-6,
-                              atol=1e-8)
+  # EMA warm-up at step 0: decay = min(0.9, 1/10).
+  chex.assert_trees_all_close(
+      new.ema_params, jax.tree.map(lambda a, b: 0.1 * a + 0.9 * b, g0, new.params['generator']),
+      rtol=1e-6, atol=1e-8)
   assert int(new.step) == 1 and new.model_state == {}
 
 
@@ -334,7 +368,7 @@ def test_sampler_is_the_reverse_chain_with_posterior_steps():
     x0_hat = g.apply({'params': state.ema_params}, xt, jax.random.normal(z_key, (6, 3)), tb)
     mean, var, _ = diffusion.posterior_mean_variance(s, x0_hat, xt, tb)
     xt = mean + jnp.sqrt(var) * jax.random.normal(noise_key, xt.shape)
-  np.testing.assert_allclose(x, xt / 0.5, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(x, xt / 0.5, rtol=1e-4, atol=1e-4)
   # Only the EMA weights matter.
   other = jax.tree.map(lambda p: p + 1.0, state.params)
   np.testing.assert_array_equal(x, family.sample(state.replace(params=other), key, 6))

@@ -52,7 +52,7 @@ import optax
 from trilemma_jax import diffusion, losses
 from trilemma_jax.diffusion import Schedule
 from trilemma_jax.nets.ddgan_nets import (ConvDiscriminator, MLPDiscriminator, MLPGenerator,
-                                          UNetGenerator)
+                                          SkipGenerator, UNetGenerator)
 from trilemma_jax.train_state import (Batch, Family, Metrics, TrainState, ema_decay_with_warmup,
                                       ema_update)
 
@@ -97,20 +97,6 @@ def fake_prev(schedule: Schedule, x0_hat: jax.Array, x_t: jax.Array, t: jax.Arra
   """
   noise = jax.random.normal(key, x_t.shape, x_t.dtype)
   return diffusion.posterior_sample(schedule, x0_hat, x_t, t, noise)
-
-
-D_INPUTS = ('pair', 'residual')
-
-
-def forward_residual(schedule: Schedule, x_prev: jax.Array, x_t: jax.Array,
-                     t: jax.Array) -> jax.Array:
-  """``(x_t - sqrt(1 - beta_t) x_{t-1}) / sqrt(beta_t)``: the forward step's noise, ``[B, ...]``.
-
-  Standard normal and independent of ``x_{t-1}`` for a real pair.
-  """
-  a = diffusion._at(schedule.alphas, t, x_t)
-  b = diffusion._at(schedule.betas, t, x_t)
-  return (x_t - jnp.sqrt(a) * x_prev) * jax.lax.rsqrt(b)
 
 
 def update_inputs(schedule: Schedule, generator_fn: Callable[[jax.Array, jax.Array, jax.Array],
@@ -178,8 +164,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     g_optimizer: optax.GradientTransformation,
                     d_optimizer: optax.GradientTransformation, schedule: Schedule, *, nz: int,
                     data_scale: float = 1.0, n_critic: int = 1, r1_gamma: float = 0.02,
-                    r1_every: int = 1, ema_decay: float = 0.999, ema_warmup: bool = True,
-                    d_input: str = 'pair') -> Callable[[TrainState, Batch],
+                    r1_every: int = 1, ema_decay: float = 0.999,
+                    ema_warmup: bool = True) -> Callable[[TrainState, Batch],
                                                           tuple[TrainState, Metrics]]:
   """The pure step ``(state, batch) -> (state, metrics)`` (see the module docstring).
 
@@ -213,8 +199,6 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     return generator.apply({'params': g_params}, x_t, z, t)
 
   def d_apply(d_params, x_prev, x_t, t):
-    if d_input == 'residual':
-      x_t = forward_residual(schedule, x_prev, x_t, t)
     return discriminator.apply({'params': d_params}, x_prev, x_t, t)
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -357,7 +341,7 @@ def build_networks(config: ml_collections.ConfigDict, info: Any) -> tuple[nn.Mod
     generator = MLPGenerator(width=m.g_width, num_blocks=m.g_blocks, z_dim_emb=m.z_emb_dim,
                              mapping_layers=m.mapping_layers, time_dim=m.time_dim,
                              num_groups=m.num_groups, activation=m.g_activation,
-                             normalize=m.g_group_norm, fourier_octaves=m.g_fourier_octaves,
+                             fourier_octaves=m.g_fourier_octaves,
                              time_scale=time_scale)
     discriminator = MLPDiscriminator(widths=tuple(m.d_widths), time_dim=m.time_dim,
                                      activation=m.d_activation,
@@ -371,6 +355,11 @@ def build_networks(config: ml_collections.ConfigDict, info: Any) -> tuple[nn.Mod
                                       activation=m.d_activation, time_scale=time_scale)
   else:
     raise ValueError(f"Unknown data kind {info.kind!r}; expected 'points' or 'image'.")
+  if config.ddgan.sigma_data:
+    schedule = diffusion.ddgan_vp_schedule(config.ddgan.num_steps, beta_min=config.ddgan.beta_min,
+                                           beta_max=config.ddgan.beta_max)
+    generator = SkipGenerator(generator, tuple(float(a) for a in schedule.alpha_bars),
+                              float(config.ddgan.sigma_data))
   return generator, discriminator
 
 
@@ -403,8 +392,7 @@ def build_family(config: ml_collections.ConfigDict, info: Any) -> Family:
     train_step = make_train_step(
         generator, discriminator, g_optimizer, d_optimizer, schedule, nz=nz,
         data_scale=float(d.data_scale), n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
-        r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup,
-        d_input=d.d_input)
+        r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup)
   except ValueError as e:
     raise ValueError(f'config.ddgan: {e}') from None
 

@@ -79,17 +79,14 @@ class AdaptiveGroupNorm(nn.Module):
   """
 
   num_groups: int
-  normalize: bool = True
 
   @nn.compact
   def __call__(self, h: jax.Array, w: jax.Array) -> jax.Array:
     c = h.shape[-1]
-    hn = h
-    if self.normalize:
-      norm = nn.GroupNorm(num_groups=_groups(self.num_groups, c), use_scale=False,
-                          use_bias=False, epsilon=1e-6)
-      # GroupNorm wants a feature axis after the batch; treat a flat [B, C] as 1 pixel.
-      hn = norm(h[:, None, :]).reshape(h.shape) if h.ndim == 2 else norm(h)
+    norm = nn.GroupNorm(num_groups=_groups(self.num_groups, c), use_scale=False,
+                        use_bias=False, epsilon=1e-6)
+    # GroupNorm wants a feature axis after the batch; treat a flat [B, C] as 1 pixel.
+    hn = norm(h[:, None, :]).reshape(h.shape) if h.ndim == 2 else norm(h)
     bias_init = lambda key, shape, dtype=jnp.float32: jnp.concatenate(
         [jnp.ones((c,), dtype), jnp.zeros((c,), dtype)])
     style = nn.Dense(2 * c, bias_init=bias_init, name='style')(w)
@@ -123,12 +120,11 @@ class _ResMLPBlock(nn.Module):
   width: int
   num_groups: int
   activation: str
-  normalize: bool
 
   @nn.compact
   def __call__(self, h: jax.Array, temb: jax.Array, w: jax.Array) -> jax.Array:
     act = layers.activation(self.activation)
-    norm = lambda name: AdaptiveGroupNorm(self.num_groups, self.normalize, name=name)
+    norm = lambda name: AdaptiveGroupNorm(self.num_groups, name=name)
     r = act(norm('norm_0')(h, w))
     r = nn.Dense(self.width, name='dense_0')(r) + nn.Dense(self.width, name='time')(act(temb))
     r = act(norm('norm_1')(r, w))
@@ -147,8 +143,6 @@ class MLPGenerator(nn.Module):
     time_dim: width of the time embedding.
     num_groups: groups of the adaptive group norms.
     activation: hidden activation name.
-    normalize: group-normalise before the AdaGN scale and shift (False: the
-      style only scales and shifts, FiLM-like).
     fourier_octaves: encode ``x_t`` with :func:`fourier_features` (0: raw).
     time_scale: the time embedding sees ``time_scale * t``.
   """
@@ -160,7 +154,6 @@ class MLPGenerator(nn.Module):
   time_dim: int = 128
   num_groups: int = 16
   activation: str = 'leaky_relu'
-  normalize: bool = True
   fourier_octaves: int = 0
   time_scale: float = 1.0
 
@@ -174,9 +167,8 @@ class MLPGenerator(nn.Module):
     temb = TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale)
     h = nn.Dense(self.width, name='dense_in')(fourier_features(x_t, self.fourier_octaves))
     for i in range(self.num_blocks):
-      h = _ResMLPBlock(self.width, self.num_groups, self.activation, self.normalize,
-                       name=f'block_{i}')(h, temb, w)
-    h = act(AdaptiveGroupNorm(self.num_groups, self.normalize, name='norm_out')(h, w))
+      h = _ResMLPBlock(self.width, self.num_groups, self.activation, name=f'block_{i}')(h, temb, w)
+    h = act(AdaptiveGroupNorm(self.num_groups, name='norm_out')(h, w))
     return nn.Dense(x_t.shape[-1], name='dense_out')(h)
 
 
@@ -345,3 +337,37 @@ class ConvDiscriminator(nn.Module):
       h = (skip + r) / math.sqrt(2.0)
     h = jnp.sum(act(h), axis=(1, 2))
     return nn.Dense(1, name='out')(h)[:, 0]
+
+
+# ------------------------------------------------------------ parameterisation
+
+
+class SkipGenerator(nn.Module):
+  """``x0_hat = c_skip(t) x_t + c_out(t) body(x_t, z, t)``: a generator built on the linear denoiser.
+
+  For data of per-coordinate variance ``sigma_data²`` and ``x_t = sqrt(ab) x0 +
+  sqrt(1 - ab) eps``, ``c_skip = sqrt(ab) sigma_data² / (ab sigma_data² + 1 - ab)``
+  is the best linear estimate of ``x0`` from ``x_t`` and ``c_out = sigma_data
+  sqrt((1 - ab) / (ab sigma_data² + 1 - ab))`` the standard deviation it leaves
+  (the preconditioning of Karras et al. 2022, written for a VP schedule). The
+  body then only predicts a unit-scale correction, and a body that ignores
+  ``x_t`` no longer gives a generator that ignores it.
+
+  Attributes:
+    body: a generator module ``(x_t, z, t) -> [B, ...]``.
+    alpha_bars: ``alpha_bar_t`` for ``t = 0..T`` (static floats).
+    sigma_data: standard deviation of the (scaled) data per coordinate.
+  """
+
+  body: nn.Module
+  alpha_bars: tuple[float, ...]
+  sigma_data: float
+
+  @nn.compact
+  def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
+    ab = jnp.asarray(self.alpha_bars, x_t.dtype)[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
+    s2 = self.sigma_data ** 2
+    denom = ab * s2 + 1.0 - ab
+    c_skip = jnp.sqrt(ab) * s2 / denom
+    c_out = self.sigma_data * jnp.sqrt((1.0 - ab) / denom)
+    return c_skip * x_t + c_out * self.body(x_t, z, t)
