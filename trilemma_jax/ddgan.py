@@ -249,8 +249,15 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
       }
       return (d_params, d_opt_state), metrics
 
-    carry = (state.params[DISCRIMINATOR], state.opt_state[DISCRIMINATOR])
-    (d_params, d_opt_state), d_metrics = jax.lax.scan(d_update, carry, jnp.arange(n_critic))
+    # A Python loop (n_critic is small and static), not lax.scan: inside XLA's
+    # while loop the conv nets of a step ran ~5x slower on CPU (0.25 s against
+    # 1.3 s per digits step, also with unroll=True).
+    carry, d_metrics = (state.params[DISCRIMINATOR], state.opt_state[DISCRIMINATOR]), []
+    for i in range(n_critic):
+      carry, m = d_update(carry, i)
+      d_metrics.append(m)
+    d_params, d_opt_state = carry
+    d_metrics = jax.tree.map(lambda *v: jnp.stack(v), *d_metrics)
 
     def g_objective(g_params):
       u = update_inputs(schedule, lambda *a: g_apply(g_params, *a), x0, g_key, nz=nz)

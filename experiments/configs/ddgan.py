@@ -72,6 +72,9 @@ def get_config(arg: str = 'grid25') -> ml_collections.ConfigDict:
   elif arg in ('digits', 'stacked_digits'):
     c.model.g_activation = 'silu'
     c.model.num_groups = 8
+    c.model.ch = 16
+    c.model.z_emb_dim = 64
+    c.model.d_channels = (32, 64)  # 8x8 -> 4x4 -> 2x2
     c.data.batch_size = 64
     c.train.steps = 3000
   elif arg == 'fashion_mnist':

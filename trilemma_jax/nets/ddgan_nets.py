@@ -299,7 +299,7 @@ class UNetGenerator(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-  """``D(x_{t-1}, x_t, t)`` for images: residual stride-2 conv blocks told the time step.
+  """``D(x_{t-1}, x_t, t)`` for images: residual downsampling conv blocks told the time step.
 
   The official "small" discriminator also appends a minibatch-stddev feature;
   it is left out here because it couples the examples of a batch (the logit
@@ -328,12 +328,14 @@ class ConvDiscriminator(nn.Module):
     act = layers.activation(self.activation)
     temb = act(TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale))
     h = _conv(self.channels[0], kernel=1, name='conv_in')(jnp.concatenate([x_prev, x_t], -1))
+    pool = lambda v: nn.avg_pool(v, (2, 2), strides=(2, 2), padding='SAME')
     for i, c in enumerate(self.channels):
       r = _conv(c, name=f'block_{i}_conv_0')(act(h))
       r = r + nn.Dense(c, name=f'block_{i}_time')(temb)[:, None, None, :]
-      r = _conv(c, strides=2, name=f'block_{i}_conv_1')(act(r))
-      skip = nn.Dense(c, name=f'block_{i}_skip')(
-          nn.avg_pool(h, (2, 2), strides=(2, 2), padding='SAME'))
+      # Stride-1 conv then average pooling: the gradient of a strided conv runs
+      # through a slow transposed-conv path on XLA:CPU.
+      r = pool(_conv(c, name=f'block_{i}_conv_1')(act(r)))
+      skip = nn.Dense(c, name=f'block_{i}_skip')(pool(h))
       h = (skip + r) / math.sqrt(2.0)
     h = jnp.sum(act(h), axis=(1, 2))
     return nn.Dense(1, name='out')(h)[:, 0]
