@@ -12,7 +12,7 @@ import json
 
 from absl import app, flags, logging
 
-from trilemma_jax import evaluation, report
+from trilemma_jax import evaluation, parallel, report
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A run trained by experiments/train.py.')
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 2000, 'Generated images scored for FD etc.')
@@ -24,6 +24,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
+  parallel.enable_compilation_cache()
   rows = evaluation.evaluate_run(_WORKDIR.value, num_samples=_NUM_SAMPLES.value,
                                  seed=_SEED.value)
   path = evaluation.write_eval(_WORKDIR.value, rows)

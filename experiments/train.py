@@ -12,7 +12,7 @@ loads its slice of the global batch and process 0 writes the outputs.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from trilemma_jax import train
+from trilemma_jax import parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config: experiments/configs/<family>.py:<dataset>.',
@@ -29,6 +29,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
+  parallel.enable_compilation_cache()
   if _DISTRIBUTED.value:
     import jax
     jax.distributed.initialize()

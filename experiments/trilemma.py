@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(_HERE, 'configs'))
 import profiles  # noqa: E402  (experiments/configs/profiles.py)
 
 from trilemma_jax import config as config_lib  # noqa: E402
-from trilemma_jax import evaluation, report, train  # noqa: E402
+from trilemma_jax import evaluation, parallel, report, train  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (reused when re-run).')
 _PROFILE = flags.DEFINE_enum('profile', 'default', sorted(profiles.PROFILES), 'Profile to run.')
@@ -70,6 +70,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
+  parallel.enable_compilation_cache()
   from tqdm.auto import tqdm
 
   profile = profiles.get_profile(_PROFILE.value)

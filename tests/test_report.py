@@ -78,6 +78,19 @@ def test_training_speed_skips_the_compile_window(tmp_path):
   assert speed == {'train_steps_per_second': 45.0, 'train_seconds': 10.45}
 
 
+def test_logged_likelihood_is_the_test_row_of_that_step(tmp_path):
+  lines = [{'step': 30, 'test/nll_bits_per_dim': 9.0},  # an earlier session's final step
+           {'step': 60, 'loss': 1.0},
+           {'step': 60, 'test/nll_bits_per_dim': 2.5, 'test/iwae_nats': 100.0}]
+  with open(tmp_path / 'metrics.jsonl', 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in lines)
+  assert evaluation.logged_likelihood(str(tmp_path), 60) == {'nll_bits_per_dim': 2.5,
+                                                             'iwae_nats': 100.0}
+  assert evaluation.logged_likelihood(str(tmp_path), 30) == {'nll_bits_per_dim': 9.0}
+  assert evaluation.logged_likelihood(str(tmp_path), 45) == {}
+  assert evaluation.logged_likelihood(str(tmp_path / 'missing'), 60) == {}
+
+
 @pytest.mark.slow
 def test_quick_profile_end_to_end_and_reuse(tmp_path):
   cmd = [sys.executable, os.path.join(REPO, 'experiments', 'trilemma.py'),

@@ -78,8 +78,9 @@ def test_iwae_bound_does_not_decrease_with_k(image_vae):
                                               num_samples=k))(keys)
     means.append(float(jnp.mean(draws)))
   assert means[0] + 0.5 < means[1] < means[2], means
-  # And the analytic-KL ELBO agrees with the K=1 bound in expectation.
-  keys = jax.random.split(jax.random.PRNGKey(8), 256)
+  # And the analytic-KL ELBO agrees with the K=1 bound in expectation: on the same
+  # draws of z the two differ only by the Monte-Carlo noise of the KL term.
+  keys = jax.random.split(jax.random.PRNGKey(7), 64)
   elbo = jax.vmap(lambda r: -vae.elbo_terms(net, params, x, r, likelihood=likelihood)['loss'])(keys)
   assert abs(float(jnp.mean(elbo)) - means[0]) < 0.02 * abs(means[0]) + 0.5
 

@@ -57,6 +57,25 @@ def training_speed(workdir: str) -> dict[str, float | None]:
           'train_seconds': float(max(seconds)) if seconds else None}
 
 
+def logged_likelihood(workdir: str, step: int) -> dict[str, float]:
+  """The test-split likelihood that training logged at ``step`` (``{}`` if none).
+
+  ``train.train_and_evaluate`` scores the final state on the test split (with the
+  run's ``eval`` settings and seed) and appends it to ``metrics.jsonl`` as
+  ``test/<name>``; the evaluation reuses it rather than computing it twice.
+  """
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return {}
+  found = {}
+  with open(path) as f:
+    for line in f:
+      row = json.loads(line)
+      if row.get('step') == step and any(k.startswith('test/') for k in row):
+        found = {k[len('test/'):]: v for k, v in row.items() if k.startswith('test/')}
+  return found
+
+
 def draw(sample_fn, state, n: int, *, batch: int, seed: int) -> np.ndarray:
   """``n`` samples in batches of ``batch`` (one compiled program), as numpy."""
   key = jax.random.PRNGKey(seed)
@@ -79,8 +98,9 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
     speed_repeats: timed calls at batch 100 after the warm-up.
     feature_cache_dir: where the feature networks are cached (see
       :func:`trilemma_jax.metrics.get_feature_net`).
-    likelihood_examples: test examples of the likelihood (default: the run's
-      ``eval.num_examples``, else the whole split).
+    likelihood_examples: test examples of the likelihood. Default: the value
+      training logged for the final step (see :func:`logged_likelihood`), else
+      computed on the run's ``eval.num_examples`` (0: the whole split).
     seed: seed of the sampling keys.
   """
   config = load_config(workdir)
@@ -107,7 +127,9 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
     reference, _ = data_lib.load_arrays(info.name, 'train', data_dir=data_dir, limit=n_quality)
 
   likelihood = {}
-  if family.evaluate is not None:
+  if family.evaluate is not None and likelihood_examples is None:
+    likelihood = logged_likelihood(workdir, step)
+  if family.evaluate is not None and not likelihood:
     test = data_lib.get_source(config.data.name, 'test', data_dir=data_dir)
     limit = likelihood_examples
     if limit is None and config.get('eval') is not None:

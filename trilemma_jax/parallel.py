@@ -65,3 +65,27 @@ def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
 def jit_init(init: Callable, mesh: Mesh) -> Callable:
   """``init(rng, example_batch)`` compiled so the state is born replicated on the mesh."""
   return jax.jit(init, out_shardings=replicated(mesh))
+
+
+def enable_compilation_cache(cache_dir: str | None = None, *,
+                             min_compile_seconds: float = 0.5) -> str | None:
+  """Turns on JAX's persistent compilation cache; returns its directory (None: disabled).
+
+  Runs that differ only in their seed compile the same programs, so the second
+  and later seeds of a profile load their train steps and samplers from disk
+  instead of compiling them again. ``cache_dir`` defaults to
+  ``$TRILEMMA_CACHE_DIR/jax_compilation`` (``~/.cache/trilemma_jax`` when unset);
+  ``TRILEMMA_COMPILATION_CACHE=0`` disables it. Call before the first compile.
+  """
+  import os
+
+  if os.environ.get('TRILEMMA_COMPILATION_CACHE', '1').lower() in ('0', 'false', 'no'):
+    return None
+  if cache_dir is None:
+    root = os.environ.get('TRILEMMA_CACHE_DIR') or os.path.join('~', '.cache', 'trilemma_jax')
+    cache_dir = os.path.join(root, 'jax_compilation')
+  cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
+  os.makedirs(cache_dir, exist_ok=True)
+  jax.config.update('jax_compilation_cache_dir', cache_dir)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', min_compile_seconds)
+  return cache_dir

@@ -43,8 +43,25 @@ class MLPDecoder(nn.Module):
     return out.reshape(z.shape[0], *self.out_shape, self.outputs_per_dim)
 
 
+def _upsample(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour 2x upsampling of NHWC feature maps."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _downsample(x: jax.Array) -> jax.Array:
+  """2x2 average pooling of NHWC feature maps."""
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
 class ConvEncoder(nn.Module):
-  """Images ``[B, H, W, C]`` through stride-2 convolutions to ``(mean, log_var)``."""
+  """Images ``[B, H, W, C]`` to ``(mean, log_var)``: per stage two 3x3 convs, then 2x2 pooling.
+
+  Pooling after a stride-1 conv rather than a stride-2 conv, and (in the decoder)
+  nearest upsampling before a 3x3 conv rather than a transposed conv: on XLA:CPU
+  the gradients of strided and transposed convolutions take a slow path (a
+  digits VAE train step took 54 ms against 137-143 ms with 4x4 stride-2 and
+  transposed convs, both measured in one run on 2 loaded CPU cores).
+  """
 
   channels: Sequence[int]
   latent_dim: int
@@ -55,7 +72,7 @@ class ConvEncoder(nn.Module):
     h = x
     for c in self.channels:
       h = nn.swish(nn.Conv(c, (3, 3))(h))
-      h = nn.swish(nn.Conv(c, (4, 4), strides=(2, 2))(h))
+      h = _downsample(nn.swish(nn.Conv(c, (3, 3))(h)))
     h = h.reshape(h.shape[0], -1)
     h = nn.swish(nn.Dense(self.hidden)(h))
     out = nn.Dense(2 * self.latent_dim)(h)
@@ -63,7 +80,8 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-  """``z`` to ``[B, H, W, C, outputs_per_dim]`` by a dense layer and stride-2 transposed convs.
+  """``z`` to ``[B, H, W, C, outputs_per_dim]``: a dense layer, then per stage 2x upsampling
+  and two 3x3 convs (the mirror of :class:`ConvEncoder`).
 
   ``H`` and ``W`` must be divisible by ``2 ** len(channels)``.
   """
@@ -82,7 +100,7 @@ class ConvDecoder(nn.Module):
     h = nn.swish(nn.Dense(self.hidden)(z))
     h = nn.swish(nn.Dense(h0 * w0 * coarse[0])(h)).reshape(z.shape[0], h0, w0, coarse[0])
     for c in coarse:
-      h = nn.swish(nn.ConvTranspose(c, (4, 4), strides=(2, 2))(h))
+      h = nn.swish(nn.Conv(c, (3, 3))(_upsample(h)))
       h = nn.swish(nn.Conv(c, (3, 3))(h))
     out = nn.Conv(out_c * self.outputs_per_dim, (3, 3))(h)
     return out.reshape(z.shape[0], height, width, out_c, self.outputs_per_dim)
