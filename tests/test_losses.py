@@ -159,3 +159,31 @@ def test_r1_of_a_linear_discriminator_is_the_squared_weight_norm():
   w = jnp.array([3.0, -4.0])
   got = losses.r1_penalty(lambda x: x @ w, jnp.ones((3, 2)))
   np.testing.assert_allclose(got, [25.0, 25.0, 25.0])
+
+
+@pytest.mark.parametrize('apply_now', [True, False])
+def test_lazy_penalty_forms_agree_in_value_and_gradient(apply_now):
+  # A tanh "discriminator" whose R1 depends on its weights non-trivially.
+  x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
+  params = {'w': jax.random.normal(jax.random.PRNGKey(1), (3,)), 'b': jnp.array(0.3)}
+
+  def penalty(p):
+    return losses.r1_penalty(lambda v: jnp.tanh(v @ p['w'] + p['b']), x)
+
+  def loss(p, use_cond):
+    r1 = losses.lazy_penalty(penalty, p, jnp.asarray(apply_now), every=4, use_cond=use_cond)
+    return jnp.where(apply_now, 2.0, 0.0) * jnp.mean(r1), r1
+
+  results = {}
+  for use_cond in (True, False):
+    grads, r1 = jax.jit(jax.grad(loss, has_aux=True), static_argnums=1)(params, use_cond)
+    results[use_cond] = (grads, r1)
+  np.testing.assert_allclose(results[True][1], penalty(params), rtol=1e-6)
+  np.testing.assert_allclose(results[False][1], results[True][1], rtol=1e-6)
+  for name in params:
+    np.testing.assert_allclose(results[False][0][name], results[True][0][name], rtol=1e-6,
+                               atol=1e-7)
+    if apply_now:  # on schedule the penalty's own gradient flows
+      assert np.any(np.abs(results[True][0][name]) > 1e-4)
+    else:
+      np.testing.assert_array_equal(results[True][0][name], 0.0)

@@ -226,12 +226,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
           r1 = r1_of(jax.lax.stop_gradient(d_params))
           total = adv
         else:
-          if r1_every == 1:
-            r1 = r1_of(d_params)
-          else:
-            # Off-schedule updates only measure R1: no second-order backward pass.
-            r1 = jax.lax.cond(apply_r1, r1_of,
-                              lambda p: r1_of(jax.lax.stop_gradient(p)), d_params)
+          r1 = losses.lazy_penalty(r1_of, d_params, apply_r1, every=r1_every)
           total = adv + jnp.where(apply_r1, 0.5 * r1_gamma, 0.0) * jnp.mean(r1)
         return total, (adv, jnp.mean(r1), real_logits, fake_logits)
 

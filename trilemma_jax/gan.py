@@ -141,12 +141,8 @@ def make_train_step(generator: Generator, discriminator: Discriminator,
           r1 = r1_of(jax.lax.stop_gradient(d_params), d_state)
           total = adv
         else:
-          if r1_every == 1:
-            r1 = r1_of(d_params, d_state)
-          else:
-            # Off-schedule updates only measure R1: no second-order backward pass.
-            r1 = jax.lax.cond(apply_r1, lambda p: r1_of(p, d_state),
-                              lambda p: r1_of(jax.lax.stop_gradient(p), d_state), d_params)
+          r1 = losses.lazy_penalty(lambda p: r1_of(p, d_state), d_params, apply_r1,
+                                   every=r1_every)
           total = adv + jnp.where(apply_r1, r1_weight, 0.0) * jnp.mean(r1)
         aux = (new_d_state, adv, jnp.mean(r1), real_logits, fake_logits)
         return total, aux
@@ -166,9 +162,14 @@ def make_train_step(generator: Generator, discriminator: Discriminator,
       }
       return (d_params, d_opt_state, new_d_state), metrics
 
-    carry = (state.params[DISCRIMINATOR], state.opt_state[DISCRIMINATOR], d_state0)
-    (d_params, d_opt_state, d_state), d_metrics = jax.lax.scan(
-        d_update, carry, jnp.arange(n_critic))
+    # A Python loop over the (few, static) D updates rather than lax.scan: XLA:CPU
+    # runs the body of a while loop markedly slower (see ddgan.make_train_step).
+    carry, d_metrics = (state.params[DISCRIMINATOR], state.opt_state[DISCRIMINATOR], d_state0), []
+    for i in range(n_critic):
+      carry, m = d_update(carry, i)
+      d_metrics.append(m)
+    d_params, d_opt_state, d_state = carry
+    d_metrics = jax.tree.map(lambda *v: jnp.stack(v), *d_metrics)
 
     z = jax.random.normal(g_key, (b, z_dim), x_real.dtype)
 

@@ -108,6 +108,38 @@ def r1_penalty(logit_fn: Callable[[jax.Array], jax.Array], x_real: jax.Array) ->
   return _sum_except_batch(jnp.square(grads))
 
 
+def lazy_penalty(penalty_fn: Callable, params, apply_now: jax.Array, *, every: int,
+                 use_cond: bool | None = None) -> jax.Array:
+  """``penalty_fn(params)``, differentiable on schedule and only measured off it.
+
+  Lazy regularisation (Karras et al. 2020, StyleGAN2): the penalty enters the loss
+  on every ``every``-th update only (the caller weights it by ``apply_now``), so
+  the other updates need no gradient through it. Two equivalent forms:
+
+  * ``lax.cond`` (the default on accelerators): off-schedule updates evaluate the
+    penalty of ``stop_gradient(params)``, skipping its second-order backward pass;
+  * unconditional (the default on CPU): the penalty of ``params`` every time;
+    the caller's zero weight off schedule makes its gradient exactly zero. On
+    XLA:CPU the nested computations of a ``cond`` ran the DDGAN digits step 2.1x
+    slower (335 against 159 ms) than computing the penalty every update.
+
+  Args:
+    penalty_fn: ``params -> per-example penalty``.
+    params: the parameters the penalty is differentiated in.
+    apply_now: boolean scalar, True on the updates where the penalty is applied.
+    every: the lazy interval; 1 computes the differentiable penalty directly.
+    use_cond: force one form (None: ``lax.cond`` unless the backend is CPU).
+  """
+  if every == 1:
+    return penalty_fn(params)
+  if use_cond is None:
+    use_cond = jax.default_backend() != 'cpu'
+  if not use_cond:
+    return penalty_fn(params)
+  return jax.lax.cond(apply_now, penalty_fn,
+                      lambda p: penalty_fn(jax.lax.stop_gradient(p)), params)
+
+
 # ----------------------------------------------------------------------- diffusion
 
 
