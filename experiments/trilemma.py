@@ -51,8 +51,46 @@ def family_config(family: str, dataset: str, seed: int, overrides: dict):
   return config
 
 
+# Keys a re-run may change without invalidating a finished or partial run.
+_RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.checkpoint_every',
+                      'train.max_to_keep', 'train.progress')
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def check_same_setting(config, workdir: str) -> None:
+  """Raises if ``workdir`` holds a run of another setting than ``config``.
+
+  A profile edited between two invocations (say, a different ``ddpm.timesteps``)
+  must not have its old runs reused or resumed as if they were the new setting;
+  only the keys of ``_RESUMABLE_CHANGES`` (e.g. more steps) may differ.
+  """
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = _flatten(json.load(f))
+  current = _flatten(json.loads(config.to_json_best_effort()))
+  changed = sorted(k for k in set(saved) | set(current)
+                   if k not in _RESUMABLE_CHANGES and saved.get(k) != current.get(k))
+  if changed:
+    diffs = ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in changed[:5])
+    raise ValueError(
+        f'{workdir} holds a run of another setting ({diffs}{", ..." if len(changed) > 5 else ""}).'
+        ' Use a new --workdir, or delete that run to retrain it.')
+
+
 def run_one(config, workdir: str, profile: profiles.Profile) -> list[dict]:
   """Trains (or resumes) and evaluates one run; reuses an evaluation of the same step."""
+  check_same_setting(config, workdir)
   eval_path = os.path.join(workdir, 'eval.json')
   if os.path.exists(eval_path):
     with open(eval_path) as f:
@@ -87,12 +125,14 @@ def main(argv):
   # Configs first: a bad override fails before any training starts.
   configs = {job: family_config(job[1], job[0], job[2], profile.overrides_for(job[1], job[0]))
              for job in jobs}
+  for dataset, family, seed in jobs:
+    check_same_setting(configs[(dataset, family, seed)], _run_dir(out, dataset, family, seed))
   per_setting: dict[tuple, list[dict]] = {}
   start = time.perf_counter()
   bar = tqdm(jobs, unit='run', dynamic_ncols=True)
   for dataset, family, seed in bar:
     bar.set_description(f'{family} on {dataset}, seed {seed}')
-    workdir = os.path.join(out, 'runs', dataset.replace(':', '_'), family, f'seed_{seed}')
+    workdir = _run_dir(out, dataset, family, seed)
     for row in run_one(configs[(dataset, family, seed)], workdir, profile):
       per_setting.setdefault((row['dataset'], row['family'], row['sampler']), []).append(row)
     if seed == profile.seeds[0]:
@@ -109,6 +149,10 @@ def main(argv):
   report.trilemma_figure(rows, os.path.join(out, 'trilemma.png'))
   print(table)
   print(f'wrote {out}/report.json, report.md, trilemma.png')
+
+
+def _run_dir(out: str, dataset: str, family: str, seed: int) -> str:
+  return os.path.join(out, 'runs', dataset.replace(':', '_'), family, f'seed_{seed}')
 
 
 def _sample_picture(workdir: str, out: str, dataset: str, family: str) -> None:

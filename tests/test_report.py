@@ -91,6 +91,27 @@ def test_logged_likelihood_is_the_test_row_of_that_step(tmp_path):
   assert evaluation.logged_likelihood(str(tmp_path / 'missing'), 60) == {}
 
 
+def _trilemma_module():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      'trilemma_main', os.path.join(REPO, 'experiments', 'trilemma.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_main_job_refuses_a_run_of_another_setting(tmp_path):
+  trilemma = _trilemma_module()
+  config = trilemma.family_config('ddpm', 'digits', 0, {'train.steps': 100})
+  trilemma.check_same_setting(config, str(tmp_path))  # no run there yet
+  (tmp_path / 'config.json').write_text(config.to_json_best_effort(indent=2))
+  more_steps = trilemma.family_config('ddpm', 'digits', 0, {'train.steps': 300})
+  trilemma.check_same_setting(more_steps, str(tmp_path))  # continuing is fine
+  other_t = trilemma.family_config('ddpm', 'digits', 0, {'ddpm.timesteps': 200})
+  with pytest.raises(ValueError, match=r'ddpm.timesteps: 1000 -> 200.*new --workdir'):
+    trilemma.check_same_setting(other_t, str(tmp_path))
+
+
 @pytest.mark.slow
 def test_quick_profile_end_to_end_and_reuse(tmp_path):
   cmd = [sys.executable, os.path.join(REPO, 'experiments', 'trilemma.py'),

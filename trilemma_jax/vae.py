@@ -27,18 +27,24 @@ from trilemma_jax.nets.vae_nets import make_vae_net
 from trilemma_jax.train_state import (Family, TrainState, ema_decay_with_warmup, ema_update)
 
 LIKELIHOODS = ('gaussian', 'bernoulli')
-MIN_LOG_VAR = -14.0
+MIN_LOG_VAR = -14.0  # default floor of the decoder's log-variance (config.vae.min_log_var)
 
 
 def _outputs_per_dim(likelihood: str) -> int:
   return 2 if likelihood == 'gaussian' else 1
 
 
-def log_likelihood(x: jax.Array, out: jax.Array, likelihood: str) -> jax.Array:
+def decoder_log_var(raw: jax.Array, min_log_var: float = MIN_LOG_VAR) -> jax.Array:
+  """The Gaussian decoder's log-variance: ``raw`` softly floored at ``min_log_var``."""
+  return min_log_var + jax.nn.softplus(raw - min_log_var)
+
+
+def log_likelihood(x: jax.Array, out: jax.Array, likelihood: str,
+                   min_log_var: float = MIN_LOG_VAR) -> jax.Array:
   """log p(x|z) per example ``[B]`` from the decoder output ``[B, *shape, k]``."""
   if likelihood == 'gaussian':
     mean, raw = out[..., 0], out[..., 1]
-    log_var = MIN_LOG_VAR + jax.nn.softplus(raw - MIN_LOG_VAR)
+    log_var = decoder_log_var(raw, min_log_var)
     return losses.gaussian_log_prob(x, mean, log_var)
   return losses.bernoulli_log_prob((x + 1.0) / 2.0, out[..., 0])
 
@@ -59,7 +65,7 @@ def log_bin_volume(shape: tuple[int, ...], levels: int | None) -> float:
 
 
 def elbo_terms(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likelihood: str,
-               beta: float = 1.0) -> dict[str, jax.Array]:
+               beta: float = 1.0, min_log_var: float = MIN_LOG_VAR) -> dict[str, jax.Array]:
   """Per-example ELBO terms, each ``[B]``, in nats.
 
   Returns:
@@ -71,14 +77,14 @@ def elbo_terms(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likeliho
   eps = jax.random.normal(rng, mean.shape)
   z = mean + jnp.exp(0.5 * log_var) * eps
   out = net.apply(params, z, method='decode')
-  recon = -log_likelihood(x, out, likelihood)
+  recon = -log_likelihood(x, out, likelihood, min_log_var)
   kl = losses.gaussian_kl_standard_normal(mean, log_var)
   kl_mc = losses.gaussian_log_prob(z, mean, log_var) - losses.standard_normal_log_prob(z)
   return {'recon': recon, 'kl': kl, 'loss': recon + beta * kl, 'kl_mc': kl_mc}
 
 
 def iwae_bound(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likelihood: str,
-               num_samples: int) -> jax.Array:
+               num_samples: int, min_log_var: float = MIN_LOG_VAR) -> jax.Array:
   """The importance-weighted bound log (1/K) Σ_k p(x, z_k) / q(z_k|x), ``[B]`` nats.
 
   With ``num_samples=1`` it equals ``-(recon + kl_mc)`` of :func:`elbo_terms` at the
@@ -91,7 +97,7 @@ def iwae_bound(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likeliho
   flat_z = z.reshape(num_samples * batch, -1)
   out = net.apply(params, flat_z, method='decode')
   x_rep = jnp.broadcast_to(x, (num_samples, *x.shape)).reshape(num_samples * batch, *x.shape[1:])
-  log_px = log_likelihood(x_rep, out, likelihood).reshape(num_samples, batch)
+  log_px = log_likelihood(x_rep, out, likelihood, min_log_var).reshape(num_samples, batch)
   log_pz = losses.standard_normal_log_prob(flat_z).reshape(num_samples, batch)
   log_qz = jax.vmap(lambda zk: losses.gaussian_log_prob(zk, mean, log_var))(z)
   return jax.nn.logsumexp(log_px + log_pz - log_qz, axis=0) - math.log(num_samples)
@@ -99,7 +105,7 @@ def iwae_bound(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likeliho
 
 def make_train_step(net: nn.Module, optimizer: optax.GradientTransformation, *,
                     likelihood: str, beta: float, levels: int | None, ema_decay: float,
-                    ema_warmup: bool = True):
+                    ema_warmup: bool = True, min_log_var: float = MIN_LOG_VAR):
   """``(state, batch) -> (state, metrics)`` minimising the negative β-ELBO."""
 
   def train_step(state: TrainState, batch):
@@ -107,7 +113,8 @@ def make_train_step(net: nn.Module, optimizer: optax.GradientTransformation, *,
     x = dequantise(batch['x'], rng_deq, levels if likelihood == 'gaussian' else None)
 
     def loss_fn(params):
-      terms = elbo_terms(net, params, x, rng_z, likelihood=likelihood, beta=beta)
+      terms = elbo_terms(net, params, x, rng_z, likelihood=likelihood, beta=beta,
+                         min_log_var=min_log_var)
       return jnp.mean(terms['loss']), terms
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -128,7 +135,8 @@ def make_train_step(net: nn.Module, optimizer: optax.GradientTransformation, *,
 
 
 def sample(net: nn.Module, params, rng: jax.Array, n: int, *, latent_dim: int,
-           likelihood: str, noise: bool = False) -> jax.Array:
+           likelihood: str, noise: bool = False,
+           min_log_var: float = MIN_LOG_VAR) -> jax.Array:
   """Decodes ``n`` prior draws z ~ N(0, I).
 
   With ``noise=False`` the decoder's mean (Bernoulli: probabilities mapped to
@@ -142,7 +150,7 @@ def sample(net: nn.Module, params, rng: jax.Array, n: int, *, latent_dim: int,
   mean = out[..., 0]
   if not noise:
     return mean
-  log_var = MIN_LOG_VAR + jax.nn.softplus(out[..., 1] - MIN_LOG_VAR)
+  log_var = decoder_log_var(out[..., 1], min_log_var)
   return mean + jnp.exp(0.5 * log_var) * jax.random.normal(rng_x, mean.shape)
 
 
@@ -177,6 +185,7 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
   optimizer = make_optimizer(o.lr, b1=o.b1, b2=o.b2, grad_clip=o.grad_clip)
   levels = info.levels
   dim = math.prod(info.shape)
+  min_log_var = float(v.get('min_log_var', MIN_LOG_VAR))
 
   def init(rng, example_batch):
     x = jnp.asarray(example_batch['x'])
@@ -188,14 +197,14 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
 
   def sample_fn(state, rng, n, *, noise=False):
     return sample(net, state.ema_params, rng, n, latent_dim=m.latent_dim,
-                  likelihood=v.likelihood, noise=noise)
+                  likelihood=v.likelihood, noise=noise, min_log_var=min_log_var)
 
   def evaluate(state, batch, rng):
     rng_deq, rng_z = jax.random.split(rng)
     deq_levels = levels if v.likelihood == 'gaussian' else None
     x = dequantise(batch['x'], rng_deq, deq_levels)
     bound = iwae_bound(net, state.ema_params, x, rng_z, likelihood=v.likelihood,
-                       num_samples=v.iwae_samples) + log_bin_volume(info.shape, deq_levels)
+                       num_samples=v.iwae_samples, min_log_var=min_log_var) + log_bin_volume(info.shape, deq_levels)
     out = {'iwae_nats': -bound}
     if v.likelihood == 'gaussian':
       out['nll_bits_per_dim'] = -bound / (dim * math.log(2.0))
@@ -210,7 +219,7 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
       init=init,
       train_step=make_train_step(net, optimizer, likelihood=v.likelihood, beta=v.beta,
                                  levels=levels, ema_decay=config.ema.decay,
-                                 ema_warmup=config.ema.warmup),
+                                 ema_warmup=config.ema.warmup, min_log_var=min_log_var),
       sample=sample_fn,
       samplers=samplers,
       evaluate=evaluate,

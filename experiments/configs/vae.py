@@ -19,10 +19,12 @@ def get_config(dataset: str = 'digits') -> ml_collections.ConfigDict:
   c.vae.likelihood = 'gaussian'  # 'gaussian' (learned variance) or 'bernoulli'
   c.vae.beta = 1.0
   c.vae.iwae_samples = 100  # K of the importance-weighted bound reported as NLL
+  # Floor of the Gaussian decoder's log-variance (soft, via softplus).
+  c.vae.min_log_var = -14.0
 
   c.model.latent_dim = 16
   c.model.hidden = (256, 256)  # MLP widths (2-D data)
-  c.model.channels = (32, 64)  # conv widths, one stride-2 stage each (images)
+  c.model.channels = (32, 64)  # conv widths, one 2x down/upsampling stage each (images)
   c.model.conv_hidden = 256
 
   c.optim.lr = 1e-3
