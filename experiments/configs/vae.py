@@ -45,7 +45,14 @@ def get_config(dataset: str = 'digits') -> ml_collections.ConfigDict:
     c.train.steps = 3000
   elif dataset == 'fashion_mnist':
     c.model.latent_dim = 32
-    c.train.steps = 6000
+    c.model.channels = (16, 32)
+    c.data.batch_size = 64
+    # 256 levels: with the default floor (sigma ~ Delta / 9) a run with channels
+    # (32, 64) and batch 128 diverged at step ~300 (loss 1604, grad norm 1e6); a floor
+    # at sigma = Delta = 2/255 gave a lower test NLL at 1000 steps than the default
+    # floor at lr 3e-4 (5.92 against 6.30 bits/dim, 500 test images).
+    c.vae.min_log_var = -9.7
+    c.train.steps = 3000
     c.eval.num_examples = 2000
   else:  # tfds:<name> and npz:<path>: a moderate image default
     c.model.latent_dim = 64
