@@ -33,7 +33,9 @@ sys.path.insert(0, os.path.join(_HERE, 'configs'))
 import profiles  # noqa: E402  (experiments/configs/profiles.py)
 
 from trilemma_jax import config as config_lib  # noqa: E402
+from trilemma_jax import data as data_lib  # noqa: E402
 from trilemma_jax import evaluation, parallel, report, train  # noqa: E402
+from trilemma_jax.families import build_family  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (reused when re-run).')
 _PROFILE = flags.DEFINE_enum('profile', 'default', sorted(profiles.PROFILES), 'Profile to run.')
@@ -125,6 +127,9 @@ def main(argv):
   # Configs first: a bad override fails before any training starts.
   configs = {job: family_config(job[1], job[0], job[2], profile.overrides_for(job[1], job[0]))
              for job in jobs}
+  for (dataset, family, seed), config in configs.items():
+    # Building the family validates its section of the config (cheap: nothing compiles).
+    build_family(config, data_lib.load_info(config.data.name, data_dir=config.data.data_dir or None))
   for dataset, family, seed in jobs:
     check_same_setting(configs[(dataset, family, seed)], _run_dir(out, dataset, family, seed))
   per_setting: dict[tuple, list[dict]] = {}

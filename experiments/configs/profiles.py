@@ -64,7 +64,7 @@ _DEFAULT = {
     ('ddgan', 'grid25'): {'train.steps': 1500},
     ('vae', 'digits'): {'train.steps': 1000},
     ('gan', 'digits'): {'train.steps': 1500},
-    ('ddpm', 'digits'): {'train.steps': 1000, 'ddpm.timesteps': 100},
+    ('ddpm', 'digits'): {'train.steps': 1000, 'ddpm.timesteps': 100, 'ddpm.vb_terms': 0},
     ('ddgan', 'digits'): {'train.steps': 400},
 }
 
