@@ -52,12 +52,13 @@ _TINY = {'train.steps': 60, 'train.log_every': 20, 'train.checkpoint_every': 60}
 # The README main job must finish in 20 minutes on 2 CPU cores, set-up included,
 # so every family gets a shorter run than its config's default. Measured on an
 # idle 2-core machine with the previous budgets (grid25 DDPM 4000 steps; digits
-# DDPM 1500 at T = 200, DDGAN 500 steps; the rest as now) the job took 19 min 14 s, the digits DDPM
-# runs alone ~110 s each (training 42 s, bound 7 s, scoring and timing its three
-# samplers 51 s), hence the cuts below. (VAE digits at 1000 steps was tried and
-# left nearly collapsed, recall 0.017 against 0.25 at 1500: it keeps 1500.) DDPM on digits uses T = 100 (linearly
-# rescaled betas, ``diffusion.linear_schedule``): at T = 1000 its ancestral
-# sampler alone would take ~2 minutes per seed for the 1,000 scored images.
+# DDPM 1500 at T = 200, DDGAN 500 steps; the rest as now) the job took 19 min
+# 14 s, the digits DDPM runs alone ~110 s each (training 42 s, bound 7 s, scoring
+# and timing its three samplers 51 s), hence the cuts below. VAE digits at 1000
+# steps was tried and left nearly collapsed (recall 0.017 against 0.25 at 1500),
+# so it keeps 1500. DDPM on digits uses T = 100 (linearly rescaled betas,
+# ``diffusion.linear_schedule``): at T = 1000 its ancestral sampler alone would
+# take ~2 minutes per seed for the 1,000 scored images.
 _DEFAULT = {
     ('vae', 'grid25'): {'train.steps': 4000},
     ('gan', 'grid25'): {'train.steps': 6000},
