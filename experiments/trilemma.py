@@ -26,6 +26,7 @@ import sys
 import time
 
 from absl import app, flags, logging
+from flax import traverse_util
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, 'configs'))
@@ -58,16 +59,6 @@ _RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.checkpoint_every'
                       'train.max_to_keep', 'train.progress')
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
 def check_same_setting(config, workdir: str) -> None:
   """Raises if ``workdir`` holds a run of another setting than ``config``.
 
@@ -79,8 +70,8 @@ def check_same_setting(config, workdir: str) -> None:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    saved = _flatten(json.load(f))
-  current = _flatten(json.loads(config.to_json_best_effort()))
+    saved = traverse_util.flatten_dict(json.load(f), sep='.')
+  current = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
   changed = sorted(k for k in set(saved) | set(current)
                    if k not in _RESUMABLE_CHANGES and saved.get(k) != current.get(k))
   if changed:
