@@ -404,9 +404,11 @@ def test_same_seed_same_bits():
   chex.assert_trees_all_equal(run(), run())
 
 
-@pytest.mark.parametrize('info', [POINTS, DIGITS], ids=['mlp', 'conv'])
-def test_one_and_eight_devices_agree(info):
-  family = ddgan.build_family(small_config(info.name, r1_every=2), info)
+# The D loop (n_critic > 1) is sharded on the MLP; the conv nets take one D
+# update, which keeps the compile of both meshes at ~35 s on 2 cores.
+@pytest.mark.parametrize('info,n_critic', [(POINTS, 2), (DIGITS, 1)], ids=['mlp', 'conv'])
+def test_one_and_eight_devices_agree(info, n_critic):
+  family = ddgan.build_family(small_config(info.name, r1_every=2, n_critic=n_critic), info)
   batches = [make_batch(info, 16, seed=i) for i in range(3)]
 
   def run(devices):

@@ -27,11 +27,11 @@ def _script(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(n for n in os.listdir(NOTEBOOKS) if n.endswith('.ipynb')))
-def test_notebook_runs(name, tmp_path):
+def test_notebook_runs(name, tmp_path, host_devices_env):
   script = tmp_path / 'notebook.py'
   script.write_text('import matplotlib\nmatplotlib.use("Agg")\n' + _script(
       os.path.join(NOTEBOOKS, name)))
-  env = {**os.environ, 'TRILEMMA_NOTEBOOK_STEPS': '20',
+  env = {**host_devices_env, 'TRILEMMA_NOTEBOOK_STEPS': '20',
          'TRILEMMA_NOTEBOOK_WORKDIR': str(tmp_path / 'work'),
          'TRILEMMA_CACHE_DIR': str(tmp_path / 'cache')}
   result = subprocess.run([sys.executable, str(script)], cwd=NOTEBOOKS, env=env,

@@ -113,10 +113,10 @@ def test_main_job_refuses_a_run_of_another_setting(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_profile_end_to_end_and_reuse(tmp_path):
+def test_quick_profile_end_to_end_and_reuse(tmp_path, host_devices_env):
   cmd = [sys.executable, os.path.join(REPO, 'experiments', 'trilemma.py'),
          f'--workdir={tmp_path}', '--profile=quick']
-  env = {**os.environ, 'TRILEMMA_CACHE_DIR': str(tmp_path / 'cache')}
+  env = {**host_devices_env, 'TRILEMMA_CACHE_DIR': str(tmp_path / 'cache')}
   subprocess.run(cmd, check=True, env=env, capture_output=True)
   report_json = json.load(open(tmp_path / 'report.json'))
   rows = report_json['rows']

@@ -7,11 +7,12 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import numpy as np
 import pytest
 
-from trilemma_jax import train
+from trilemma_jax import parallel, train
 from trilemma_jax.config import load_config_file
 from trilemma_jax.data import load_info
 from trilemma_jax.families import build_family
@@ -52,6 +53,22 @@ def test_one_and_eight_devices_give_the_same_parameters(tmp_path):
   np.testing.assert_equal(int(one.step), 8)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
                jax.device_get(one.params), jax.device_get(eight.params))
+
+
+def test_init_is_replicated_and_agrees_with_the_optimised_program():
+  # parallel.jit_init compiles at XLA:CPU optimisation level 0: same values to
+  # float rounding as the default-optimised program, state born replicated.
+  config = load_config_file(f'{VAE_CONFIG}:digits')
+  info = load_info('digits')
+  family = build_family(config, info)
+  batch = train.example_batch(info)
+  mesh = parallel.make_mesh(jax.devices())
+  state = parallel.jit_init(family.init, mesh)(jax.random.PRNGKey(5), batch)
+  reference = jax.jit(family.init)(jax.random.PRNGKey(5), batch)
+  for leaf in jax.tree.leaves(state):
+    assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
+  chex.assert_trees_all_close(jax.device_get(state), jax.device_get(reference),
+                              rtol=1e-6, atol=1e-7)
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):

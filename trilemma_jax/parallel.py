@@ -62,9 +62,24 @@ def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
   )
 
 
+# XLA backend options for programs that run once (the state's init). On CPU,
+# level 0 skips LLVM's optimisation passes: the init of a digits DDGAN compiled
+# in 4.1 s instead of 13.5 s, of a digits VAE in 1.0 s instead of 3.3 s, and
+# every family's init was 1.5-3x faster to compile. Its values agree with the
+# optimised program's to float rounding (1 ulp), not bit for bit; a run is still
+# bitwise reproducible, because it always compiles its init the same way.
+_RUN_ONCE_CPU_OPTIONS = {'xla_backend_optimization_level': 0}
+
+
 def jit_init(init: Callable, mesh: Mesh) -> Callable:
-  """``init(rng, example_batch)`` compiled so the state is born replicated on the mesh."""
-  return jax.jit(init, out_shardings=replicated(mesh))
+  """``init(rng, example_batch)`` compiled so the state is born replicated on the mesh.
+
+  On a CPU mesh the program is compiled without LLVM optimisation (it runs once,
+  so compile time is all that matters); other backends compile it as usual.
+  """
+  on_cpu = all(d.platform == 'cpu' for d in mesh.devices.flat)
+  return jax.jit(init, out_shardings=replicated(mesh),
+                 compiler_options=dict(_RUN_ONCE_CPU_OPTIONS) if on_cpu else None)
 
 
 def enable_compilation_cache(cache_dir: str | None = None, *,
