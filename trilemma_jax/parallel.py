@@ -8,11 +8,14 @@ each process's slice of the batch.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from trilemma_jax import caches
 
 DATA_AXIS = 'data'
 
@@ -92,13 +95,10 @@ def enable_compilation_cache(cache_dir: str | None = None, *,
   ``$TRILEMMA_CACHE_DIR/jax_compilation`` (``~/.cache/trilemma_jax`` when unset);
   ``TRILEMMA_COMPILATION_CACHE=0`` disables it. Call before the first compile.
   """
-  import os
-
   if os.environ.get('TRILEMMA_COMPILATION_CACHE', '1').lower() in ('0', 'false', 'no'):
     return None
   if cache_dir is None:
-    root = os.environ.get('TRILEMMA_CACHE_DIR') or os.path.join('~', '.cache', 'trilemma_jax')
-    cache_dir = os.path.join(root, 'jax_compilation')
+    cache_dir = caches.cache_path('jax_compilation')
   cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
   os.makedirs(cache_dir, exist_ok=True)
   jax.config.update('jax_compilation_cache_dir', cache_dir)

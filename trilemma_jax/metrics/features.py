@@ -47,15 +47,14 @@ import optax
 import orbax.checkpoint as ocp
 from numpy.typing import ArrayLike
 
-from trilemma_jax import data
+from trilemma_jax import caches, data
 from trilemma_jax.metrics.frechet import frechet_distance
 from trilemma_jax.metrics.kid import kernel_distance
 from trilemma_jax.metrics.manifold import prdc
 from trilemma_jax.nets.classifier import Classifier
 from trilemma_jax.train_state import TrainState, new_rng
 
-CACHE_DIR_ENV = 'TRILEMMA_CACHE_DIR'
-DEFAULT_CACHE_ROOT = os.path.join('~', '.cache', 'trilemma_jax')
+CACHE_DIR_ENV = caches.CACHE_DIR_ENV
 FORMAT_VERSION = 1
 DEFAULT_BLOCK_SIZE = 512
 
@@ -384,8 +383,7 @@ def cache_root(cache_dir: str | None = None) -> str:
   """``cache_dir``, else ``$TRILEMMA_CACHE_DIR/feature_nets``, else ``~/.cache/...``."""
   if cache_dir:
     return os.path.abspath(os.path.expanduser(cache_dir))
-  root = os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_ROOT
-  return os.path.abspath(os.path.join(os.path.expanduser(root), 'feature_nets'))
+  return caches.cache_path('feature_nets')
 
 
 def checkpoint_dir(dataset: str, cache_dir: str | None = None) -> str:
