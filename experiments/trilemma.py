@@ -26,7 +26,6 @@ import sys
 import time
 
 from absl import app, flags, logging
-from flax import traverse_util
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, 'configs'))
@@ -70,14 +69,11 @@ def check_same_setting(config, workdir: str) -> None:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    saved = traverse_util.flatten_dict(json.load(f), sep='.')
-  current = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
-  changed = sorted(k for k in set(saved) | set(current)
-                   if k not in _RESUMABLE_CHANGES and saved.get(k) != current.get(k))
-  if changed:
-    diffs = ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in changed[:5])
+    saved = json.load(f)
+  changes = config_lib.changed_keys(saved, config, may_change=_RESUMABLE_CHANGES)
+  if changes:
     raise ValueError(
-        f'{workdir} holds a run of another setting ({diffs}{", ..." if len(changed) > 5 else ""}).'
+        f'{workdir} holds a run of another setting ({config_lib.describe_changes(changes)}).'
         ' Use a new --workdir, or delete that run to retrain it.')
 
 

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from trilemma_jax import config as config_lib
 from trilemma_jax import parallel, train
 from trilemma_jax.config import load_config_file
 from trilemma_jax.data import load_info
@@ -116,11 +117,33 @@ def test_resume_with_more_steps_is_bit_exact_and_outputs_are_written(tmp_path):
   assert any(f.startswith('events') for f in os.listdir(workdir / 'tensorboard'))
 
 
+def test_changed_keys_compares_flattened_configs_outside_the_free_sections():
+  config = small_vae_config()
+  saved = json.loads(config.to_json_best_effort())
+  config.train.steps, config.model.hidden, config.vae.beta = 99, (8,), 2.0
+  changes = config_lib.changed_keys(saved, config, may_change=('train',))
+  assert changes == [('model.hidden', [32, 32], [8]), ('vae.beta', 1.0, 2.0)]
+  assert config_lib.changed_keys(saved, config, may_change=('train', 'model', 'vae')) == []
+  del saved['vae']['min_log_var']  # a key the saved run did not have
+  assert ('vae.min_log_var', None, -14.0) in config_lib.changed_keys(saved, config)
+  assert config_lib.describe_changes(changes, most=1) == "model.hidden: [32, 32] -> [8], ..."
+
+
 def test_workdir_of_another_run_is_refused(tmp_path):
   train.train_and_evaluate(small_vae_config(steps=4), str(tmp_path))
   other = small_vae_config(steps=8, dataset='grid25')
   with pytest.raises(ValueError, match='data.name'):
     train.train_and_evaluate(other, str(tmp_path))
+  wider = small_vae_config(steps=8)
+  wider.model.hidden = (48, 32)
+  wider.optim.lr = 1e-4
+  with pytest.raises(ValueError, match=r'model.hidden: \[32, 32\] -> \[48, 32\].*optim.lr.*'
+                                       r'may change only train, eval'):
+    train.train_and_evaluate(wider, str(tmp_path))
+  # Training longer, logging and evaluating differently is the same run.
+  longer = small_vae_config(steps=8)
+  longer.train.log_every, longer.eval.num_examples = 2, 32
+  assert int(train.train_and_evaluate(longer, str(tmp_path)).step) == 8
 
 
 def _cli(workdir, steps, every):

@@ -9,10 +9,12 @@ first second with a message naming the key.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import ml_collections
+from flax import traverse_util
 
 FAMILIES = ('vae', 'gan', 'ddpm', 'ddgan')
 
@@ -100,3 +102,30 @@ def load_config_file(spec: str, overrides: Mapping[str, Any] | None = None
       raise ValueError(f'Override {key!r}: {leaf!r} is not a key of the config {spec!r}.')
     node[leaf] = value
   return config
+
+
+def changed_keys(saved: Mapping[str, Any], config: ml_collections.ConfigDict, *,
+                 may_change: Sequence[str] = ()) -> list[tuple[str, Any, Any]]:
+  """``(key, saved value, current value)`` for every flattened key that differs.
+
+  Args:
+    saved: a run's saved config as plain JSON (``config.json`` or the
+      checkpoint's copy).
+    config: the config about to be used on that run.
+    may_change: keys, or whole sections (``'train'`` covers ``train.*``),
+      left out of the comparison.
+  """
+  old = traverse_util.flatten_dict(dict(saved), sep='.')
+  new = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
+
+  def free(key: str) -> bool:
+    return any(key == p or key.startswith(p + '.') for p in may_change)
+
+  return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+          if not free(k) and old.get(k) != new.get(k)]
+
+
+def describe_changes(changes: Sequence[tuple[str, Any, Any]], most: int = 5) -> str:
+  """``'ddpm.timesteps: 1000 -> 200, ...'`` for an error message."""
+  text = ', '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in changes[:most])
+  return text + (', ...' if len(changes) > most else '')

@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 # Keys that decide what a checkpoint holds: a workdir trained with other values
 # cannot be resumed with these.
-_IDENTITY_KEYS = ('family', 'data.name', 'seed')
+# What a resumed run may change: how long it trains, how it logs and checkpoints,
+# and the evaluation at its end; the data's location. Anything else (model,
+# optimiser, family settings, batch size, seed) belongs to another run.
+RESUMABLE_SECTIONS = ('train', 'eval', 'data.data_dir')
 
 
 class PreemptionSignal:
@@ -144,15 +147,13 @@ def example_batch(info: data_lib.DatasetInfo, batch_size: int = 1) -> dict[str, 
 
 
 def _check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
-  current = json.loads(config.to_json())
-  for key in _IDENTITY_KEYS:
-    a, b = saved, current
-    for part in key.split('.'):
-      a, b = a.get(part), b.get(part)
-    if a != b:
-      raise ValueError(
-          f'{workdir} holds a run with {key}={a!r}, but this config has {key}={b!r}. '
-          'Use a new --workdir, or the same settings to resume.')
+  """Refuses to resume a run with other settings than those it was trained with."""
+  changes = config_lib.changed_keys(saved, config, may_change=RESUMABLE_SECTIONS)
+  if changes:
+    raise ValueError(
+        f'{workdir} holds a run of other settings ({config_lib.describe_changes(changes)}). '
+        f'A resumed run may change only {", ".join(RESUMABLE_SECTIONS)}. Use a new --workdir, '
+        f'or the settings in {os.path.join(workdir, "config.json")} to resume.')
 
 
 def _scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
