@@ -148,3 +148,51 @@ def test_quick_profile_end_to_end_and_reuse(tmp_path, host_devices_env):
   subprocess.run(cmd, check=True, env=env, capture_output=True)
   assert {p: os.path.getmtime(p) for p in evals} == before
   assert json.load(open(tmp_path / 'report.json'))['rows'] == rows
+
+
+def _tiny_vae_run(tmp_path, dataset):
+  from trilemma_jax import train
+  from trilemma_jax.config import load_config_file
+  config = load_config_file(os.path.join(REPO, 'experiments', 'configs', f'vae.py:{dataset}'))
+  config.model.channels, config.model.conv_hidden, config.model.latent_dim = (8,), 16, 4
+  config.data.batch_size = 32
+  config.train.steps, config.train.log_every, config.train.checkpoint_every = 4, 2, 4
+  config.train.progress, config.train.num_samples = False, 16
+  config.vae.iwae_samples, config.eval.num_examples = 2, 64
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_labelled_npz_images_are_scored_with_a_feature_spec_and_skipped_without(tmp_path):
+  from trilemma_jax import data
+  x, y = data.load_arrays('digits', 'train')
+  x_test, y_test = data.load_arrays('digits', 'test')
+  as_uint8 = lambda a: np.round((a + 1.0) * 127.5).astype(np.uint8)
+  np.savez(tmp_path / 'mine.npz', x=as_uint8(x), label=y, x_test=as_uint8(x_test),
+           label_test=y_test)
+  workdir = _tiny_vae_run(tmp_path, f'npz:{tmp_path}/mine.npz')
+  cache = str(tmp_path / 'cache')
+
+  rows = evaluation.evaluate_run(workdir, num_samples=200, speed_repeats=1,
+                                 feature_cache_dir=cache)
+  assert [r['fd'] for r in rows] == [None] and 'no feature network' in rows[0]['quality_skipped']
+  assert rows[0]['samples_per_second'] > 0 and rows[0]['nll_bits_per_dim'] is not None
+  table = report.markdown_table([report.aggregate(rows)])
+  assert '* npz:' in table and 'no feature network' in table
+
+  spec = evaluation.feature_spec_for_run(workdir, 0.8)
+  assert spec.image_shape == (8, 8, 1) and spec.num_classes == 10
+  rows = evaluation.evaluate_run(workdir, num_samples=200, speed_repeats=1,
+                                 feature_cache_dir=cache, feature_spec=spec)
+  assert math.isfinite(rows[0]['fd']) and rows[0]['feature_net_accuracy'] >= 0.8
+  assert 'quality_skipped' not in rows[0]
+  with pytest.raises(ValueError, match=r'min_accuracy must be in \[0, 1\]'):
+    evaluation.feature_spec_for_run(workdir, 80.0)
+
+
+def test_diverged_seeds_are_counted_not_hidden():
+  rows = [_row(0, fd=2.0), {**_row(1), 'diverged': True}, _row(2, fd=4.0)]
+  agg = report.aggregate(rows)
+  assert agg['fd'] == pytest.approx(3.0) and agg['diverged_seeds'] == [1]
+  assert '| 3 (1 diverged) |' in report.markdown_table([agg])

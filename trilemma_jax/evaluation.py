@@ -17,6 +17,7 @@ the family (EMA weights where the family keeps them):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from typing import Any
@@ -85,9 +86,28 @@ def draw(sample_fn, state, n: int, *, batch: int, seed: int) -> np.ndarray:
   return np.concatenate(chunks)[:n]
 
 
+def feature_spec_for_run(workdir: str, min_accuracy: float) -> metrics.FeatureNetSpec:
+  """The default classifier for the run's image dataset, gated at ``min_accuracy``.
+
+  For datasets without a built-in feature network; the run's dataset must be
+  labelled images.
+  """
+  config = load_config(workdir)
+  info = data_lib.load_info(config.data.name, data_dir=config.data.data_dir or None)
+  if info.kind != 'image' or not info.num_classes:
+    raise ValueError(
+        f'A feature network needs labelled images; {info.name!r} is of kind {info.kind!r} '
+        f'with num_classes={info.num_classes}.')
+  if not 0.0 <= min_accuracy <= 1.0:
+    raise ValueError(f'min_accuracy must be in [0, 1], got {min_accuracy}.')
+  return metrics.FeatureNetSpec(image_shape=tuple(info.shape), num_classes=info.num_classes,
+                                min_accuracy=float(min_accuracy))
+
+
 def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: int = 500,
                  speed_repeats: int = 5, feature_cache_dir: str | None = None,
-                 likelihood_examples: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+                 likelihood_examples: int | None = None, seed: int = 0,
+                 feature_spec: metrics.FeatureNetSpec | None = None) -> list[dict[str, Any]]:
   """One row per sampler of the run's family (see the module docstring).
 
   Args:
@@ -102,6 +122,11 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
       training logged for the final step (see :func:`logged_likelihood`), else
       computed on the run's ``eval.num_examples`` (0: the whole split).
     seed: seed of the sampling keys.
+    feature_spec: the feature network of an image dataset without a built-in
+      one (a labelled ``npz:`` file, registered arrays, another TFDS dataset);
+      see :class:`trilemma_jax.metrics.FeatureNetSpec`. Without it such a run
+      gets no FD/KID/PRDC: those fields stay None and every row says why in
+      ``quality_skipped``; speed and likelihood are still measured.
   """
   config = load_config(workdir)
   data_dir = config.data.data_dir or None
@@ -111,10 +136,17 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
   state = train.restore_state(workdir, family, info, mesh)
   step = int(state.step)
 
-  feature_net = None
+  feature_net, quality_skipped = None, None
   if info.kind == 'image':
-    feature_net = metrics.get_feature_net(info.name, cache_dir=feature_cache_dir,
-                                          data_dir=data_dir)
+    if feature_spec is None and not metrics.has_builtin_feature_net(info.name):
+      quality_skipped = (
+          f'no feature network for {info.name!r}: FD, KID and precision/recall/density/'
+          'coverage need one. For labelled images pass feature_spec (evaluate.py: '
+          '--feature_min_accuracy).')
+      logging.warning('%s: %s', workdir, quality_skipped)
+    else:
+      feature_net = metrics.get_feature_net(info.name, cache_dir=feature_cache_dir,
+                                            data_dir=data_dir, spec=feature_spec)
   n_quality = MODE_SAMPLES if info.kind == 'points' else (num_samples or 2000)
   if info.name == 'stacked_digits':
     n_draw = max(n_quality, STACKED_MODE_SAMPLES)
@@ -156,6 +188,8 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
     quality_samples = samples[:n_quality]
     if not np.all(np.isfinite(quality_samples)):
       row['diverged'] = True
+    elif info.kind == 'image' and feature_net is None:
+      row['quality_skipped'] = quality_skipped
     elif info.kind == 'image':
       scores = metrics.image_quality_metrics(
           feature_net, reference, np.clip(quality_samples, -1.0, 1.0), seed=seed,

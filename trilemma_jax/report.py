@@ -45,6 +45,13 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if len(values) < len(present):
       row[f'{name}_undefined_seeds'] = len(present) - len(values)
   row['seeds'] = sorted(int(r['seed']) for r in per_seed)
+  # Seeds whose samples held NaN/inf have no quality figures: say so, do not hide them.
+  diverged = sorted(int(r['seed']) for r in per_seed if r.get('diverged'))
+  if diverged:
+    row['diverged_seeds'] = diverged
+  skipped = sorted({r['quality_skipped'] for r in per_seed if r.get('quality_skipped')})
+  if skipped:
+    row['quality_skipped'] = skipped[0]
   return row
 
 
@@ -82,8 +89,13 @@ def markdown_table(rows: Iterable[dict[str, Any]]) -> str:
         _fmt(r.get('reverse_kl'), r.get('reverse_kl_std')),
         _fmt(r.get('nll_bits_per_dim'), r.get('nll_bits_per_dim_std')),
         _fmt(r.get('train_seconds'), r.get('train_seconds_std')),
-        str(len(r.get('seeds') or [])),
+        str(len(r.get('seeds') or [])) + (
+            f" ({len(r['diverged_seeds'])} diverged)" if r.get('diverged_seeds') else ''),
     ]) + ' |')
+  notes = sorted({f"{r['dataset']}: {r['quality_skipped']}" for r in rows
+                  if r.get('quality_skipped')})
+  if notes:
+    lines += [''] + [f'* {note}' for note in notes]
   return '\n'.join(lines) + '\n'
 
 

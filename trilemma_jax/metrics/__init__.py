@@ -37,6 +37,7 @@ from trilemma_jax.metrics.features import FeatureNet
 from trilemma_jax.metrics.features import FeatureNetAccuracyError
 from trilemma_jax.metrics.features import FeatureNetSpec
 from trilemma_jax.metrics.features import get_feature_net
+from trilemma_jax.metrics.features import has_builtin_feature_net
 from trilemma_jax.metrics.features import image_quality_metrics
 
 __all__ += [
@@ -46,5 +47,6 @@ __all__ += [
     'FeatureNetSpec',
     'MIN_TEST_ACCURACY',
     'get_feature_net',
+    'has_builtin_feature_net',
     'image_quality_metrics',
 ]

@@ -403,6 +403,11 @@ def save_checkpoint(directory: str, params: Any, metadata: dict[str, Any], *,
                                          metadata=ocp.args.JsonSave(metadata)), force=force)
 
 
+def has_builtin_feature_net(dataset: str) -> bool:
+  """Whether ``dataset`` has a feature network spec of its own (else pass ``spec``)."""
+  return PER_CHANNEL_BASE.get(dataset, dataset) in FEATURE_NET_SPECS
+
+
 def load_checkpoint(directory: str, spec: FeatureNetSpec) -> tuple[Any, dict[str, Any]]:
   """Reads a checkpoint written by :func:`save_checkpoint` for ``spec``'s architecture.
 
