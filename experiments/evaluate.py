@@ -25,6 +25,8 @@ _FEATURE_MIN_ACCURACY = flags.DEFINE_float(
     'For an image dataset without a built-in feature network: train one on the dataset\'s '
     'labels (default classifier) and require this test accuracy in [0, 1].')
 flags.mark_flag_as_required('workdir')
+flags.register_validator('feature_min_accuracy', lambda v: v is None or 0.0 <= v <= 1.0,
+                         message='--feature_min_accuracy is a test accuracy in [0, 1].')
 
 
 def main(argv):

@@ -92,8 +92,7 @@ def markdown_table(rows: Iterable[dict[str, Any]]) -> str:
         str(len(r.get('seeds') or [])) + (
             f" ({len(r['diverged_seeds'])} diverged)" if r.get('diverged_seeds') else ''),
     ]) + ' |')
-  notes = sorted({f"{r['dataset']}: {r['quality_skipped']}" for r in rows
-                  if r.get('quality_skipped')})
+  notes = sorted({r['quality_skipped'] for r in rows if r.get('quality_skipped')})
   if notes:
     lines += [''] + [f'* {note}' for note in notes]
   return '\n'.join(lines) + '\n'
