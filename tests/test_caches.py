@@ -33,3 +33,16 @@ def test_compilation_cache_follows_the_root_and_can_be_turned_off(tmp_path, monk
   finally:
     jax.config.update('jax_compilation_cache_dir', before[0])
     jax.config.update('jax_persistent_cache_min_compile_time_secs', before[1])
+
+
+def test_npz_feature_nets_are_keyed_by_file_not_by_sanitised_name(tmp_path):
+  import numpy as np
+  (tmp_path / 'a').mkdir()
+  np.savez(tmp_path / 'a' / 'b.npz', x=np.zeros((10, 2), np.float32))
+  np.savez(tmp_path / 'a_b.npz', x=np.zeros((10, 2), np.float32))
+  first = features.checkpoint_dir(f'npz:{tmp_path}/a/b.npz', str(tmp_path / 'c'))
+  assert first != features.checkpoint_dir(f'npz:{tmp_path}/a_b.npz', str(tmp_path / 'c'))
+  assert first == features.checkpoint_dir(f'npz:{tmp_path}/a/b.npz', str(tmp_path / 'c'))
+  np.savez(tmp_path / 'a' / 'b.npz', x=np.ones((12, 2), np.float32))  # rewritten in place
+  assert first != features.checkpoint_dir(f'npz:{tmp_path}/a/b.npz', str(tmp_path / 'c'))
+  assert os.path.basename(first).startswith('npz_b.npz-')

@@ -189,6 +189,13 @@ def test_labelled_npz_images_are_scored_with_a_feature_spec_and_skipped_without(
   assert 'quality_skipped' not in rows[0]
   with pytest.raises(ValueError, match=r'min_accuracy must be in \[0, 1\]'):
     evaluation.feature_spec_for_run(workdir, 80.0)
+  # A dataset with its own network keeps it: a user spec would replace it in the cache.
+  config = json.load(open(os.path.join(workdir, 'config.json')))
+  config['data']['name'] = 'digits'
+  os.makedirs(tmp_path / 'digits_run')
+  json.dump(config, open(tmp_path / 'digits_run' / 'config.json', 'w'))
+  with pytest.raises(ValueError, match="'digits' has a built-in feature network"):
+    evaluation.feature_spec_for_run(str(tmp_path / 'digits_run'), 0.5)
 
 
 def test_diverged_seeds_are_counted_not_hidden():

@@ -94,6 +94,11 @@ def feature_spec_for_run(workdir: str, min_accuracy: float) -> metrics.FeatureNe
   """
   config = load_config(workdir)
   info = data_lib.load_info(config.data.name, data_dir=config.data.data_dir or None)
+  if metrics.has_builtin_feature_net(info.name):
+    raise ValueError(
+        f'{info.name!r} has a built-in feature network (gate '
+        f'{metrics.MIN_TEST_ACCURACY[info.name]}); --feature_min_accuracy is only for image '
+        'datasets without one.')
   if info.kind != 'image' or not info.num_classes:
     raise ValueError(
         f'A feature network needs labelled images; {info.name!r} is of kind {info.kind!r} '
@@ -124,9 +129,11 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
     seed: seed of the sampling keys.
     feature_spec: the feature network of an image dataset without a built-in
       one (a labelled ``npz:`` file, registered arrays, another TFDS dataset);
-      see :class:`trilemma_jax.metrics.FeatureNetSpec`. Without it such a run
-      gets no FD/KID/PRDC: those fields stay None and every row says why in
-      ``quality_skipped``; speed and likelihood are still measured.
+      see :class:`trilemma_jax.metrics.FeatureNetSpec`. Refused for datasets
+      with a built-in network (it would replace theirs in the shared cache).
+      Without it such a run gets no FD/KID/PRDC: those fields stay None and
+      its rows (those whose samples are finite) say why in ``quality_skipped``;
+      speed and likelihood are still measured.
   """
   config = load_config(workdir)
   data_dir = config.data.data_dir or None
@@ -136,6 +143,10 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
   state = train.restore_state(workdir, family, info, mesh)
   step = int(state.step)
 
+  if feature_spec is not None and metrics.has_builtin_feature_net(info.name):
+    raise ValueError(
+        f'{info.name!r} has a built-in feature network; a feature_spec (evaluate.py '
+        '--feature_min_accuracy) is only for image datasets without one.')
   feature_net, quality_skipped = None, None
   if info.kind == 'image':
     if feature_spec is None and not metrics.has_builtin_feature_net(info.name):

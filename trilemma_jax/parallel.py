@@ -68,7 +68,7 @@ def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
 # XLA backend options for programs that run once (the state's init). On CPU,
 # level 0 skips LLVM's optimisation passes: the init of a digits DDGAN compiled
 # in 4.1 s instead of 13.5 s, of a digits VAE in 1.0 s instead of 3.3 s, and
-# every family's init was 1.5-3x faster to compile. Its values agree with the
+# every family's init was 1.6-3.4x faster to compile. Its values agree with the
 # optimised program's to float rounding (1 ulp), not bit for bit; a run is still
 # bitwise reproducible, because it always compiles its init the same way.
 _RUN_ONCE_CPU_OPTIONS = {'xla_backend_optimization_level': 0}

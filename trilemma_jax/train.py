@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 # cannot be resumed with these.
 # What a resumed run may change: how long it trains, how it logs and checkpoints,
 # and the evaluation at its end; the data's location. Anything else (model,
-# optimiser, family settings, batch size, seed) belongs to another run.
+# optimiser, family settings, batch size, seed) belongs to another run. Learning-
+# rate schedules that decay over ``train.steps`` (DDPM's cosine decay, DDGAN's)
+# are rebuilt for the new total when a run continues with more steps, so such a
+# continued run is not the same as one trained that long without a break.
 RESUMABLE_SECTIONS = ('train', 'eval', 'data.data_dir')
 
 
@@ -223,7 +226,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     start = 0
   else:
     saved = mngr.restore(start, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    _check_resumable(saved.config, config, workdir)
+    try:
+      _check_resumable(saved.config, config, workdir)
+    except ValueError:
+      mngr.close()
+      raise
     target = abstract_state(family, example_batch(info), mesh)
     restored = mngr.restore(start, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -387,8 +388,21 @@ def cache_root(cache_dir: str | None = None) -> str:
 
 
 def checkpoint_dir(dataset: str, cache_dir: str | None = None) -> str:
-  """Directory of the cached classifier of ``dataset`` (not of a per-channel alias)."""
-  return os.path.join(cache_root(cache_dir), re.sub(r'[^A-Za-z0-9_.-]', '_', dataset))
+  """Directory of the cached classifier of ``dataset`` (not of a per-channel alias).
+
+  An ``npz:`` file's directory also names a digest of its absolute path, size
+  and modification time: two files whose paths read alike once sanitised, or a
+  file rewritten in place, do not share a network.
+  """
+  key = re.sub(r'[^A-Za-z0-9_.-]', '_', dataset)
+  if dataset.startswith('npz:'):
+    path = os.path.abspath(os.path.expanduser(dataset[len('npz:'):]))
+    stamp = path
+    if os.path.exists(path):
+      stat = os.stat(path)
+      stamp += f':{stat.st_size}:{stat.st_mtime_ns}'
+    key = f'npz_{os.path.basename(path)}-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}'
+  return os.path.join(cache_root(cache_dir), key)
 
 
 def _checkpointer() -> ocp.Checkpointer:
