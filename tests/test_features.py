@@ -248,3 +248,11 @@ def test_fashion_mnist_spec_trains_and_gives_features():
                                 input_shape=(28, 28, 1))
   assert net.features(x[:10]).shape == (10, 128)
   assert net.predict(x[:10]).shape == (10,)
+
+
+def test_a_user_spec_cannot_replace_a_built_in_network(tmp_path):
+  weaker = dataclasses.replace(metrics.FEATURE_NET_SPECS['digits'], min_accuracy=0.5)
+  for name in ('digits', 'stacked_digits'):
+    with pytest.raises(ValueError, match=f"'{name}' has a built-in feature network"):
+      metrics.get_feature_net(name, cache_dir=str(tmp_path), spec=weaker)
+  assert not os.listdir(tmp_path)  # nothing trained, nothing cached

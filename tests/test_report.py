@@ -187,7 +187,7 @@ def test_labelled_npz_images_are_scored_with_a_feature_spec_and_skipped_without(
                                  feature_cache_dir=cache, feature_spec=spec)
   assert math.isfinite(rows[0]['fd']) and rows[0]['feature_net_accuracy'] >= 0.8
   assert 'quality_skipped' not in rows[0]
-  with pytest.raises(ValueError, match=r'min_accuracy must be in \[0, 1\]'):
+  with pytest.raises(ValueError, match=r'min_accuracy in \[0, 1\], got 10 and 80.0'):
     evaluation.feature_spec_for_run(workdir, 80.0)
   # A dataset with its own network keeps it: a user spec would replace it in the cache.
   config = json.load(open(os.path.join(workdir, 'config.json')))

@@ -103,8 +103,6 @@ def feature_spec_for_run(workdir: str, min_accuracy: float) -> metrics.FeatureNe
     raise ValueError(
         f'A feature network needs labelled images; {info.name!r} is of kind {info.kind!r} '
         f'with num_classes={info.num_classes}.')
-  if not 0.0 <= min_accuracy <= 1.0:
-    raise ValueError(f'min_accuracy must be in [0, 1], got {min_accuracy}.')
   return metrics.FeatureNetSpec(image_shape=tuple(info.shape), num_classes=info.num_classes,
                                 min_accuracy=float(min_accuracy))
 
@@ -130,7 +128,7 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
     feature_spec: the feature network of an image dataset without a built-in
       one (a labelled ``npz:`` file, registered arrays, another TFDS dataset);
       see :class:`trilemma_jax.metrics.FeatureNetSpec`. Refused for datasets
-      with a built-in network (it would replace theirs in the shared cache).
+      with a built-in network (see :func:`trilemma_jax.metrics.get_feature_net`).
       Without it such a run gets no FD/KID/PRDC: those fields stay None and
       its rows (those whose samples are finite) say why in ``quality_skipped``;
       speed and likelihood are still measured.
@@ -143,10 +141,6 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
   state = train.restore_state(workdir, family, info, mesh)
   step = int(state.step)
 
-  if feature_spec is not None and metrics.has_builtin_feature_net(info.name):
-    raise ValueError(
-        f'{info.name!r} has a built-in feature network; a feature_spec (evaluate.py '
-        '--feature_min_accuracy) is only for image datasets without one.')
   feature_net, quality_skipped = None, None
   if info.kind == 'image':
     if feature_spec is None and not metrics.has_builtin_feature_net(info.name):

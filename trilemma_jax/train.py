@@ -38,8 +38,6 @@ from trilemma_jax.train_state import Family, TrainState, new_rng
 
 log = logging.getLogger(__name__)
 
-# Keys that decide what a checkpoint holds: a workdir trained with other values
-# cannot be resumed with these.
 # What a resumed run may change: how long it trains, how it logs and checkpoints,
 # and the evaluation at its end; the data's location. Anything else (model,
 # optimiser, family settings, batch size, seed) belongs to another run. Learning-

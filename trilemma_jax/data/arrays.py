@@ -126,10 +126,15 @@ def registered_names() -> list[str]:
   return sorted(_registry)
 
 
+def npz_path(name: str) -> str:
+  """The absolute file path of ``npz:<path>``."""
+  return os.path.abspath(os.path.expanduser(name[len(NPZ_PREFIX):]))
+
+
 def load_npz(name: str) -> UserArrays:
   """Reads ``npz:/path/file.npz`` (keys ``x`` and optional ``label``, ``x_test``,
   ``label_test``); re-read when the file changes."""
-  path = os.path.abspath(os.path.expanduser(name[len(NPZ_PREFIX):]))
+  path = npz_path(name)
   if not os.path.isfile(path):
     raise FileNotFoundError(
         f'{name}: no file at {path}. Save your arrays with '

@@ -49,6 +49,7 @@ import orbax.checkpoint as ocp
 from numpy.typing import ArrayLike
 
 from trilemma_jax import caches, data
+from trilemma_jax.data import arrays as npz_arrays
 from trilemma_jax.metrics.frechet import frechet_distance
 from trilemma_jax.metrics.kid import kernel_distance
 from trilemma_jax.metrics.manifold import prdc
@@ -395,8 +396,8 @@ def checkpoint_dir(dataset: str, cache_dir: str | None = None) -> str:
   file rewritten in place, do not share a network.
   """
   key = re.sub(r'[^A-Za-z0-9_.-]', '_', dataset)
-  if dataset.startswith('npz:'):
-    path = os.path.abspath(os.path.expanduser(dataset[len('npz:'):]))
+  if dataset.startswith(npz_arrays.NPZ_PREFIX):
+    path = npz_arrays.npz_path(dataset)
     stamp = path
     if os.path.exists(path):
       stat = os.stat(path)
@@ -510,6 +511,11 @@ def get_feature_net(dataset: str, *, cache_dir: str | None = None,
       until it is retrained.
   """
   base = PER_CHANNEL_BASE.get(dataset, dataset)
+  if spec is not None and base in FEATURE_NET_SPECS and spec != FEATURE_NET_SPECS[base]:
+    # Its cache directory holds the built-in network, which every other run is scored with.
+    raise ValueError(
+        f'{dataset!r} has a built-in feature network (gate {FEATURE_NET_SPECS[base].min_accuracy}'
+        '); a spec is only for image datasets without one.')
   if spec is None:
     if base not in FEATURE_NET_SPECS:
       raise ValueError(
