@@ -1,7 +1,10 @@
 r"""Trains one family on one dataset.
 
-  python experiments/train.py --config experiments/configs/vae.py:digits --workdir runs/vae_digits \
-      [--config.train.steps=4000 ...]
+  python experiments/train.py --config trilemma_jax/families/vae/config.py:digits \
+      --workdir runs/vae_digits [--config.train.steps=4000 ...]
+
+Any family's config file works, also one outside the library (its package must
+be importable; see README 'Adding a family').
 
 Running it again with the same --workdir resumes from the latest checkpoint; with
 more steps configured it continues. SIGTERM saves a checkpoint and exits cleanly.
@@ -15,7 +18,7 @@ from ml_collections import config_flags
 from trilemma_jax import parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config: experiments/configs/<family>.py:<dataset>.',
+    'config', None, 'Experiment config: trilemma_jax/families/<family>/config.py:<dataset>.',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (resumed if it holds a run).')
 _DISTRIBUTED = flags.DEFINE_bool(

@@ -2,8 +2,7 @@
 formula, lazy R1, the compiled sampler, no recompiles, 1-vs-8 devices, networks, config."""
 
 import dataclasses
-import importlib.util
-import os
+import re
 
 import chex
 import flax.linen as nn
@@ -13,18 +12,14 @@ import numpy as np
 import optax
 import pytest
 
-from trilemma_jax import ddgan, diffusion, losses, parallel
-from trilemma_jax.nets.ddgan_nets import (AdaptiveGroupNorm, MLPDiscriminator, MLPGenerator,
-                                          SkipGenerator, fourier_features)
+from trilemma_jax import data, diffusion, families, losses, parallel
+from trilemma_jax.families.ddgan import family as ddgan
+from trilemma_jax.families.ddgan.nets import (AdaptiveGroupNorm, MLPDiscriminator, MLPGenerator,
+                                              SkipGenerator, fourier_features)
 
-_CONFIG_PATH = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs', 'ddgan.py')
 
-
-def _config_module():
-  spec = importlib.util.spec_from_file_location('ddgan_config', _CONFIG_PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def get_config(dataset):
+  return families.get_config('ddgan', dataset)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,18 +29,30 @@ class Info:
   shape: tuple
   kind: str
   num_classes: int | None = None
+  data_std: float | None = None
 
 
-POINTS = Info('grid25', (2,), 'points', 25)
+# The points configs build a SkipGenerator, which needs the data's std.
+POINTS = Info('grid25', (2,), 'points', 25, data_std=data.load_info('grid25').data_std)
 DIGITS = Info('digits', (8, 8, 1), 'image', 10)
 
 
+def schedule_of(c):
+  """The diffusion of config ``c``, as build_family makes it."""
+  d = c.ddgan
+  return diffusion.ddgan_vp_schedule(d.num_steps, beta_min=d.beta_min, beta_max=d.beta_max)
+
+
 def small_config(dataset='grid25', **ddgan_overrides):
-  c = _config_module().get_config(dataset)
-  c.model.nz, c.model.z_emb_dim, c.model.mapping_layers = 3, 8, 1
+  c = get_config(dataset)
+  c.model.latent_dim, c.model.z_emb_dim, c.model.mapping_layers = 3, 8, 1
   c.model.time_dim, c.model.num_groups = 8, 2
-  c.model.g_width, c.model.g_blocks, c.model.d_widths = 8, 1, (8, 8)
-  c.model.ch, c.model.ch_mult, c.model.d_channels = 4, (1, 2), (4, 8)
+  if 'points' in c.model:
+    p = c.model.points
+    p.g_width, p.g_blocks, p.d_widths = 8, 1, (8, 8)
+  else:
+    im = c.model.image
+    im.ch, im.ch_mult, im.d_channels = 4, (1, 2), (4, 8)
   for k, v in ddgan_overrides.items():
     c.ddgan[k] = v
   return c
@@ -97,11 +104,18 @@ def _gaussian_data(key):
   return _M + np.sqrt(_S2) * jax.random.normal(key, (_N, 1))
 
 
+def _real_pairs(s, x0, t, key):
+  """The real pairs of the forward chain, drawn as make_draw draws them."""
+  k1, k2 = jax.random.split(key)
+  return diffusion.q_sample_pair(s, x0, t, jax.random.normal(k1, x0.shape, x0.dtype),
+                                 jax.random.normal(k2, x0.shape, x0.dtype))
+
+
 @pytest.mark.parametrize('t', [1, 2, 4])
 def test_real_pairs_have_the_laws_of_the_forward_chain(t):
   s, *want = _coefficients(t)
   x0 = _gaussian_data(jax.random.PRNGKey(t))
-  x_prev, x_t = ddgan.real_pairs(s, x0, jnp.full((_N,), t, jnp.int32), jax.random.PRNGKey(10 + t))
+  x_prev, x_t = _real_pairs(s, x0, jnp.full((_N,), t, jnp.int32), jax.random.PRNGKey(10 + t))
   _assert_moments(_moments(x_prev, x_t), want)
 
 
@@ -126,7 +140,7 @@ def test_fake_pairs_of_the_true_denoiser_have_the_real_laws(t):
   s, *want = _coefficients(t)
   x0 = _gaussian_data(jax.random.PRNGKey(t))
   tb = jnp.full((_N,), t, jnp.int32)
-  x_prev, x_t = ddgan.real_pairs(s, x0, tb, jax.random.PRNGKey(30 + t))
+  x_prev, x_t = _real_pairs(s, x0, tb, jax.random.PRNGKey(30 + t))
   z = jax.random.normal(jax.random.PRNGKey(40 + t), (_N, 2))
   x0_hat = _denoiser(s, t, exact=True)(x_t, z, tb)
   x_fake = ddgan.fake_prev(s, x0_hat, x_t, tb, jax.random.PRNGKey(50 + t))
@@ -140,18 +154,30 @@ def test_fake_pairs_of_the_true_denoiser_have_the_real_laws(t):
   assert want[1] - got[1] > 10 * want[1] * np.sqrt(2.0 / _N)
 
 
-def test_update_inputs_draw_t_uniformly_and_chain_the_pairs():
+def test_draw_takes_t_uniformly_and_chains_the_pairs():
   s = diffusion.ddgan_vp_schedule(4)
   x0 = jnp.zeros((40_000, 1))
-  u = ddgan.update_inputs(s, lambda x_t, z, t: x_t * 0 + 0.5, x0, jax.random.PRNGKey(0), nz=3)
-  counts = np.bincount(np.asarray(u['t']), minlength=5)
+  seen = {}
+
+  def g_apply(params, x_t, z, t):
+    seen['params'], seen['z'] = params, z
+    return x_t * 0 + 0.5
+
+  draw = ddgan.make_draw(s, g_apply, latent_dim=3)
+  u = draw('g_params', {'x': x0, 'label': jnp.zeros((40_000,), jnp.int32)},
+           jax.random.PRNGKey(0))
+  x_t, t = u.cond
+  counts = np.bincount(np.asarray(t), minlength=5)
   assert counts[0] == 0 and np.all(np.abs(counts[1:] / 40_000 - 0.25) < 0.01)
-  assert u['z'].shape == (40_000, 3)
+  assert seen['params'] == 'g_params' and seen['z'].shape == (40_000, 3)
+  assert x_t.shape == x0.shape
   # At t = 1 the fake x'_0 is the generator's output exactly.
-  ones = np.asarray(u['t']) == 1
-  np.testing.assert_array_equal(np.asarray(u['x_fake'])[ones], 0.5)
+  ones = np.asarray(t) == 1
+  np.testing.assert_array_equal(np.asarray(u.fake)[ones], 0.5)
   # x_prev at t = 1 is x0 itself.
-  np.testing.assert_array_equal(np.asarray(u['x_prev'])[ones], 0.0)
+  np.testing.assert_array_equal(np.asarray(u.real)[ones], 0.0)
+  # x0_hat = 0.5 everywhere against x0 = 0.
+  np.testing.assert_allclose(u.metrics['x0_rmse'], 0.5, rtol=1e-6)
 
 
 # ------------------------------------------------------------- networks
@@ -173,7 +199,7 @@ def test_adaptive_group_norm_starts_as_a_plain_group_norm_and_follows_w():
 
 
 def test_generator_uses_z_and_t_and_discriminator_treats_examples_independently():
-  g, d = MLPGenerator(width=8, num_blocks=1, z_dim_emb=8, time_dim=8, num_groups=2), \
+  g, d = MLPGenerator(width=8, num_blocks=1, z_emb_dim=8, time_dim=8, num_groups=2), \
       MLPDiscriminator(widths=(8,), time_dim=8)
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 2))
   z = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
@@ -230,11 +256,12 @@ def test_skip_generator_is_the_linear_denoiser_plus_a_scaled_body():
     ('grid25', (2,)), ('digits', (8, 8, 1)), ('stacked_digits', (8, 8, 3)),
     ('fashion_mnist', (28, 28, 1)), ('tfds:cifar10', (32, 32, 3))])
 def test_default_networks_have_the_data_shape(dataset, shape):
-  info = Info(dataset, shape, 'points' if len(shape) == 1 else 'image')
-  c = _config_module().get_config(dataset)
-  g, d = ddgan.build_networks(c, info)
+  kind = 'points' if len(shape) == 1 else 'image'
+  info = Info(dataset, shape, kind, data_std=POINTS.data_std if kind == 'points' else None)
+  c = get_config(dataset)
+  g, d = ddgan.build_networks(c, info, schedule_of(c))
   x = jnp.zeros((3, *shape))
-  z = jnp.zeros((3, c.model.nz))
+  z = jnp.zeros((3, c.model.latent_dim))
   t = jnp.ones((3,), jnp.int32)
   g_vars = jax.eval_shape(g.init, jax.random.PRNGKey(0), x, z, t)
   assert jax.eval_shape(g.apply, g_vars, x, z, t).shape == (3, *shape)
@@ -248,58 +275,59 @@ def test_default_networks_have_the_data_shape(dataset, shape):
 def test_one_step_matches_the_formula(num_steps=4):
   lr, gamma, scale = 0.05, 0.7, 0.5
   c = small_config(num_steps=num_steps)
-  g, d = ddgan.build_networks(c, POINTS)
-  opt = optax.sgd(lr)
   s = diffusion.ddgan_vp_schedule(num_steps)
+  g, d = ddgan.build_networks(c, POINTS, s)
+  opt = optax.sgd(lr)
   batch = make_batch(POINTS, 8)
-  state = ddgan.init_state(g, d, opt, opt, jax.random.PRNGKey(0), batch, nz=3)
-  step = ddgan.make_train_step(g, d, opt, opt, s, nz=3, data_scale=scale, r1_gamma=gamma,
-                               r1_every=1, ema_decay=0.9)
+  state = ddgan.init_state(g, d, opt, opt, jax.random.PRNGKey(0), batch, latent_dim=3)
+  step = ddgan.make_train_step(g, d, opt, opt, s, latent_dim=3, data_scale=scale,
+                               r1_gamma=gamma, r1_every=1, ema_decay=0.9)
   new, metrics = jax.jit(step)(state, batch)
 
   g0, d0 = state.params['generator'], state.params['discriminator']
-  x0 = batch['x'] * scale
   key = jax.random.fold_in(state.rng, 0)
-  g_fn = lambda p: (lambda x_t, z, t: g.apply({'params': p}, x_t, z, t))
-  u = ddgan.update_inputs(s, g_fn(g0), x0, jax.random.fold_in(jax.random.fold_in(key, 0), 0), nz=3)
+  draw = ddgan.make_draw(s, lambda p, x_t, z, t: g.apply({'params': p}, x_t, z, t),
+                         latent_dim=3, data_scale=scale)
+  u = draw(g0, batch, jax.random.fold_in(jax.random.fold_in(key, 0), 0))
+  u_xt, u_t = u.cond
 
   def d_objective(p):
     logit = lambda prev, x_t, t: d.apply({'params': p}, prev, x_t, t)
     # R1: the gradient with respect to the real x_{t-1} only, x_t held fixed.
     grads = jax.vmap(jax.grad(lambda v, xt, tt: logit(v[None], xt[None], tt[None])[0]))(
-        u['x_prev'], u['x_t'], u['t'])
+        u.real, u_xt, u_t)
     r1 = jnp.sum(grads ** 2, axis=-1)
-    adv = losses.d_loss_minimax(logit(u['x_prev'], u['x_t'], u['t']),
-                                logit(u['x_fake'], u['x_t'], u['t']))
+    adv = losses.d_loss_minimax(logit(u.real, u_xt, u_t), logit(u.fake, u_xt, u_t))
     return jnp.mean(adv) + 0.5 * gamma * jnp.mean(r1)
 
   d1 = jax.tree.map(lambda p, gr: p - lr * gr, d0, jax.grad(d_objective)(d0))
   chex.assert_trees_all_close(new.params['discriminator'], d1, rtol=1e-5, atol=1e-6)
 
   def g_objective(p):  # fresh t, pairs and z; against the updated discriminator
-    v = ddgan.update_inputs(s, g_fn(p), x0, jax.random.fold_in(key, 1), nz=3)
-    return jnp.mean(losses.g_loss_non_saturating(
-        d.apply({'params': d1}, v['x_fake'], v['x_t'], v['t'])))
+    v = draw(p, batch, jax.random.fold_in(key, 1))
+    return jnp.mean(losses.g_loss_non_saturating(d.apply({'params': d1}, v.fake, *v.cond)))
 
   g1 = jax.tree.map(lambda p, gr: p - lr * gr, g0, jax.grad(g_objective)(g0))
   chex.assert_trees_all_close(new.params['generator'], g1, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(metrics['g_loss'], g_objective(g0), rtol=1e-5)
   # EMA warm-up at step 0: decay = min(0.9, 1/10).
   chex.assert_trees_all_close(
-      new.ema_params, jax.tree.map(lambda a, b: 0.1 * a + 0.9 * b, g0, new.params['generator']),
+      new.ema,
+      {'generator': jax.tree.map(lambda a, b: 0.1 * a + 0.9 * b, g0, new.params['generator'])},
       rtol=1e-6, atol=1e-8)
   assert int(new.step) == 1 and new.model_state == {}
 
 
 def test_lazy_r1_applies_gamma_unscaled_on_schedule_and_nothing_off_schedule():
-  g, d = ddgan.build_networks(small_config(), POINTS)
+  c = small_config()
+  g, d = ddgan.build_networks(c, POINTS, schedule_of(c))
   opt = optax.sgd(0.1)  # plain SGD: the update is proportional to the gradient
   batch = make_batch(POINTS)
-  state0 = ddgan.init_state(g, d, opt, opt, jax.random.PRNGKey(0), batch, nz=3)
+  state0 = ddgan.init_state(g, d, opt, opt, jax.random.PRNGKey(0), batch, latent_dim=3)
 
   def make(**options):
-    step = jax.jit(ddgan.make_train_step(g, d, opt, opt, diffusion.ddgan_vp_schedule(4), nz=3,
-                                         **options))
+    step = jax.jit(ddgan.make_train_step(g, d, opt, opt, diffusion.ddgan_vp_schedule(4),
+                                         latent_dim=3, **options))
 
     def run(step_index):  # the step index is traced: one compilation serves both
       new, metrics = step(state0.replace(step=jnp.asarray(step_index, jnp.int32)), batch)
@@ -313,8 +341,11 @@ def test_lazy_r1_applies_gamma_unscaled_on_schedule_and_nothing_off_schedule():
   chex.assert_trees_all_close(on, eager, rtol=1e-5, atol=1e-7)
   assert not np.allclose(on['dense_0']['kernel'], plain(3)[0]['dense_0']['kernel'])
   off, m_off = lazy(4)
-  chex.assert_trees_all_close(off, plain(4)[0], rtol=1e-5, atol=1e-7)
+  plain_off, m_plain = plain(4)
+  chex.assert_trees_all_close(off, plain_off, rtol=1e-5, atol=1e-7)
   assert float(m_off['r1']) > 0
+  # With gamma = 0 R1 is neither computed nor logged.
+  assert 'r1' not in m_plain
 
 
 def test_n_critic_discriminator_updates_per_generator_update():
@@ -343,8 +374,8 @@ def test_sampler_runs_t_steps_and_returns_data_coordinates():
   s = diffusion.ddgan_vp_schedule(4)
   state = ddgan.init_state(ConstantG(), MLPDiscriminator(widths=(4,), time_dim=4),
                            optax.sgd(0.0), optax.sgd(0.0), jax.random.PRNGKey(0),
-                           make_batch(POINTS), nz=3)
-  sample = ddgan.make_sampler(ConstantG(), s, (2,), nz=3, data_scale=0.25)
+                           make_batch(POINTS), latent_dim=3)
+  sample = ddgan.make_sampler(ConstantG(), s, (2,), latent_dim=3, data_scale=0.25)
   x = jax.jit(sample, static_argnums=2)(state, jax.random.PRNGKey(1), 5)
   # The last step returns x0_hat itself, divided back by the data scale.
   np.testing.assert_allclose(x, np.broadcast_to([1.2, -0.8], (5, 2)), rtol=1e-6)
@@ -353,19 +384,21 @@ def test_sampler_runs_t_steps_and_returns_data_coordinates():
 def test_sampler_is_the_reverse_chain_with_posterior_steps():
   family = ddgan.build_family(small_config(num_steps=2, data_scale=0.5), POINTS)
   state = family.init(jax.random.PRNGKey(0), make_batch(POINTS))
-  state = state.replace(ema_params=jax.tree.map(lambda a: a + 0.05, state.ema_params))
+  state = state.replace(ema=jax.tree.map(lambda a: a + 0.05, state.ema))
   assert family.samplers == {'ddgan2': ({}, 2)}
   key = jax.random.PRNGKey(3)
   x = jax.jit(family.sample, static_argnums=2)(state, key, 6)
   # The same chain written out as a Python loop, with the documented keys.
-  g, _ = ddgan.build_networks(small_config(num_steps=2), POINTS)
+  # The generator of that config: its skip connection depends on data_scale too.
   s = diffusion.ddgan_vp_schedule(2)
+  g, _ = ddgan.build_networks(small_config(num_steps=2, data_scale=0.5), POINTS, s)
   prior_key, chain_key = jax.random.split(key)
   xt = jax.random.normal(prior_key, (6, 2))
   for t in (2, 1):
     z_key, noise_key = jax.random.split(jax.random.fold_in(chain_key, t))
     tb = jnp.full((6,), t, jnp.int32)
-    x0_hat = g.apply({'params': state.ema_params}, xt, jax.random.normal(z_key, (6, 3)), tb)
+    x0_hat = g.apply({'params': state.ema['generator']}, xt, jax.random.normal(z_key, (6, 3)),
+                     tb)
     mean, var, _ = diffusion.posterior_mean_variance(s, x0_hat, xt, tb)
     xt = mean + jnp.sqrt(var) * jax.random.normal(noise_key, xt.shape)
   np.testing.assert_allclose(x, xt / 0.5, rtol=1e-4, atol=1e-4)
@@ -429,20 +462,31 @@ def test_one_and_eight_devices_agree(info, n_critic):
 
 
 @pytest.mark.parametrize('section,key,value,match', [
-    ('ddgan', 'num_steps', 0, 'num_steps'),
-    ('ddgan', 'n_critic', 0, 'n_critic'),
-    ('ddgan', 'r1_every', 0, 'r1_every'),
-    ('ddgan', 'r1_gamma', -1.0, 'r1_gamma'),
-    ('ddgan', 'data_scale', 0.0, 'data_scale'),
-    ('model', 'nz', 0, 'nz'),
+    ('ddgan', 'num_steps', 0, 'config.ddgan.num_steps must be a positive integer, got 0.'),
+    ('ddgan', 'n_critic', 0, 'config.ddgan.n_critic must be a positive integer, got 0.'),
+    ('ddgan', 'r1_every', 0, 'config.ddgan.r1_every must be a positive integer, got 0.'),
+    ('ddgan', 'r1_gamma', -1.0, 'config.ddgan.r1_gamma must be a non-negative number, got -1.0.'),
+    ('ddgan', 'data_scale', 0.0, 'config.ddgan.data_scale must be a positive number, got 0.0.'),
+    ('ddgan', 'skip_generator', 2.83, 'config.ddgan.skip_generator must be True or False, got '
+                                      '2.83.'),
+    ('model', 'latent_dim', 0, 'config.model.latent_dim must be a positive integer, got 0.'),
 ])
 def test_bad_settings_name_the_key(section, key, value, match):
   c = small_config()
   c[section][key] = value
-  with pytest.raises(ValueError, match=match):
-    ddgan.build_family(c, POINTS)
+  with pytest.raises(ValueError, match=re.escape(match)):
+    families.build(c, POINTS)
+
+
+def test_skip_generator_needs_the_data_std():
+  no_std = dataclasses.replace(POINTS, data_std=None)
+  with pytest.raises(ValueError, match=re.escape(
+      'config.ddgan.skip_generator=True needs the per-coordinate std of the data')):
+    families.build(small_config(skip_generator=True), no_std)
+  families.build(small_config(skip_generator=False), no_std)  # no std needed without it
 
 
 def test_unknown_data_kind_is_refused():
-  with pytest.raises(ValueError, match='data kind'):
-    ddgan.build_family(small_config(), Info('x', (2,), 'graph'))
+  with pytest.raises(ValueError, match=re.escape(
+      "'grid25' is graph data, so config.model needs the section model.graph")):
+    families.build(small_config(), Info('grid25', (2,), 'graph'))

@@ -1,8 +1,7 @@
 """DDPM: loss, bound, U-Net size, and the family contract (recompiles, 1 vs 8 devices)."""
 
-import importlib.util
 import math
-import os
+import re
 
 import chex
 import jax
@@ -11,35 +10,38 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from trilemma_jax import config as config_lib
-from trilemma_jax import ddpm
+from trilemma_jax import data
 from trilemma_jax import diffusion as dm
-from trilemma_jax import parallel
+from trilemma_jax import families, parallel
 from trilemma_jax.data.info import DatasetInfo
+from trilemma_jax.families.ddpm import family as ddpm
 
-_CONFIG_PATH = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs', 'ddpm.py')
-POINTS = DatasetInfo(name='toy', shape=(2,), kind='points', num_classes=None, num_train=100,
+# Stand-ins for the datasets the small configs are made for (a config names its dataset).
+POINTS = DatasetInfo(name='grid25', shape=(2,), kind='points', num_classes=None, num_train=100,
                      num_test=100, levels=None)
-IMAGES = DatasetInfo(name='tiny', shape=(8, 8, 1), kind='image', num_classes=None,
+IMAGES = DatasetInfo(name='digits', shape=(8, 8, 1), kind='image', num_classes=None,
                      num_train=100, num_test=100, levels=17)
+CIFAR10 = DatasetInfo(name='tfds:cifar10', shape=(32, 32, 3), kind='image', num_classes=10,
+                      num_train=50_000, num_test=10_000, levels=256)
+MNIST = DatasetInfo(name='tfds:mnist', shape=(28, 28, 1), kind='image', num_classes=10,
+                    num_train=60_000, num_test=10_000, levels=256)
 
 
 def get_config(dataset):
-  spec = importlib.util.spec_from_file_location('ddpm_config', _CONFIG_PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(dataset)
+  return families.get_config('ddpm', dataset)
 
 
 def small_config(dataset='grid25'):
   c = get_config(dataset)
   c.ddpm.timesteps = 20
   c.ddpm.ddim_steps = (5, 2)
-  c.model.hidden = (32, 32)
-  c.model.time_dim = 16
-  c.model.ch = 8
-  c.model.num_groups = 4
-  c.model.dropout = 0.1
+  if 'points' in c.model:
+    c.model.points.hidden = (32, 32)
+    c.model.points.time_dim = 16
+  else:
+    c.model.image.ch = 8
+    c.model.image.num_groups = 4
+    c.model.image.dropout = 0.1
   c.ddpm.vb_terms = 0
   return c
 
@@ -144,9 +146,7 @@ def test_bound_rejects_too_many_terms():
 
 def test_ho_cifar10_unet_has_35_7m_parameters():
   c = get_config('tfds:cifar10')
-  info = DatasetInfo(name='tfds:cifar10', shape=(32, 32, 3), kind='image', num_classes=10,
-                     num_train=50_000, num_test=10_000, levels=256)
-  net = ddpm.make_denoiser(c.model, info)
+  net = ddpm.make_denoiser(c, CIFAR10)
   shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)),
                           jnp.zeros((1,), jnp.int32))
   count = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
@@ -155,13 +155,13 @@ def test_ho_cifar10_unet_has_35_7m_parameters():
 
 def test_unet_shapes_dropout_and_errors(image_family_and_state):
   _, state = image_family_and_state
-  net = ddpm.make_denoiser(small_config('digits').model, IMAGES)
+  net = ddpm.make_denoiser(small_config('digits'), IMAGES)
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 8, 1))
   t = jnp.array([1, 5, 20])
   apply = jax.jit(net.apply, static_argnames='train')
   # The output convolution starts at zero (Ho et al.); perturb it to see the network.
-  np.testing.assert_array_equal(apply({'params': state.params}, x, t), 0.0)
-  params = jax.tree.map(lambda p: p + 0.05, {'params': state.params})
+  np.testing.assert_array_equal(apply({'params': state.params[ddpm.NET]}, x, t), 0.0)
+  params = jax.tree.map(lambda p: p + 0.05, {'params': state.params[ddpm.NET]})
   out = apply(params, x, t)
   assert out.shape == x.shape
   a = apply(params, x, t, train=True, rngs={'dropout': jax.random.PRNGKey(2)})
@@ -205,7 +205,7 @@ def test_train_step_compiles_once_and_is_deterministic(point_family):
   for i in range(3):
     s, metrics = step(s, _batch(POINTS, 8, seed=i + 2))
   assert int(s.step) == 4 and np.isfinite(float(metrics['loss']))
-  assert not np.allclose(jax.tree.leaves(s.ema_params)[0], jax.tree.leaves(state.params)[0])
+  assert not np.allclose(jax.tree.leaves(s.ema)[0], jax.tree.leaves(state.params)[0])
 
 
 @pytest.mark.parametrize('info', [
@@ -213,7 +213,8 @@ def test_train_step_compiles_once_and_is_deterministic(point_family):
 def test_one_vs_eight_devices(info):
   c = small_config('grid25' if info.kind == 'points' else 'digits')
   # One level (GroupNorm, attention, dropout all present) halves the compile time.
-  c.model.ch_mult, c.model.attn_resolutions = (1,), (8,)
+  if info.kind == 'image':
+    c.model.image.ch_mult, c.model.image.attn_resolutions = (1,), (8,)
   fam = ddpm.build_family(c, info)
   batches = [_batch(info, 16, seed=i) for i in range(3)]
   results = []
@@ -231,14 +232,14 @@ def test_samplers_nfe_and_shapes(point_family):
   fam = point_family
   state = fam.init(jax.random.PRNGKey(0), _batch(POINTS, 4))
   assert list(fam.samplers) == ['ancestral', 'ddim5', 'ddim2']
-  net = ddpm.make_denoiser(small_config().model, POINTS)
+  net = ddpm.make_denoiser(small_config(), POINTS)
   apply_fn = lambda p, x, t, rng: net.apply({'params': p}, x, t)
   schedule = dm.linear_schedule(20)
   for name, (kwargs, nfe) in fam.samplers.items():
     x = jax.jit(fam.sample, static_argnums=(2,), static_argnames=tuple(kwargs))(
         state, jax.random.PRNGKey(1), 6, **kwargs)
     assert x.shape == (6, 2) and np.all(np.isfinite(x)), name
-    _, counted = ddpm.sample(apply_fn, state.ema_params, schedule, jax.random.PRNGKey(1), 6,
+    _, counted = ddpm.sample(apply_fn, state.ema[ddpm.NET], schedule, jax.random.PRNGKey(1), 6,
                              (2,), **kwargs)
     assert int(counted) == nfe, name
 
@@ -268,31 +269,37 @@ def test_evaluate_returns_per_example_bits_per_dim(image_family_and_state):
                                      'fashion_mnist', 'tfds:cifar10', 'tfds:mnist'])
 def test_configs_validate(dataset):
   c = get_config(dataset)
-  config_lib.validate(c)
-  ddpm._check_config(c.ddpm)
+  info = {'tfds:cifar10': CIFAR10, 'tfds:mnist': MNIST}.get(dataset) or data.load_info(dataset)
+  assert families.validate(c, info) is families.get('ddpm')
 
 
 @pytest.mark.parametrize('key,value,match', [
-    ('prediction', 'score', 'prediction'),
-    ('variance', 'learned', 'variance'),
-    ('schedule', 'sigmoid', 'schedule'),
-    ('timesteps', 0, 'timesteps'),
-    ('ddim_steps', (50, 30), 'ddim_steps'),
-    ('vb_terms', 20, 'vb_terms'),
+    ('prediction', 'score', "config.ddpm.prediction must be one of ('eps', 'x0', 'v'), got "
+                            "'score'."),
+    ('variance', 'learned', "config.ddpm.variance must be one of ('beta', 'beta_tilde'), got "
+                            "'learned'."),
+    ('schedule', 'sigmoid', "config.ddpm.schedule must be one of ('linear', 'cosine', "
+                            "'ddgan_vp'), got 'sigmoid'."),
+    ('timesteps', 0, 'config.ddpm.timesteps must be a positive integer, got 0.'),
+    ('ddim_steps', (50, 30), 'config.ddpm.ddim_steps[0] must be an integer in 1..20, got 50.'),
+    ('vb_terms', 20, 'config.ddpm.vb_terms must be an integer in 0..19, got 20.'),
 ])
 def test_bad_config_is_rejected(key, value, match):
   c = small_config()
   c.ddpm[key] = value
-  with pytest.raises(ValueError, match=match):
-    ddpm.build_family(c, POINTS)
+  with pytest.raises(ValueError, match=re.escape(match)):
+    families.build(c, POINTS)
 
 
 def test_bad_learning_rate_decay_is_rejected():
   c = small_config()
   c.optim.decay = 'step'
-  with pytest.raises(ValueError, match='learning-rate decay'):
-    ddpm.build_family(c, POINTS)
+  with pytest.raises(ValueError, match=re.escape(
+      "config.optim.decay must be one of ('constant', 'cosine'), got 'step'.")):
+    families.build(c, POINTS)
   c.optim.decay = 'cosine'
   c.train.steps = c.optim.warmup_steps
-  with pytest.raises(ValueError, match='total_steps'):
-    ddpm.build_family(c, POINTS)
+  with pytest.raises(ValueError, match=re.escape(
+      f'config.optim.decay=cosine needs config.train.steps ({c.train.steps}) > '
+      f'config.optim.warmup_steps ({c.optim.warmup_steps})')):
+    families.build(c, POINTS)

@@ -31,7 +31,7 @@ def ref_ddgan_alpha_bars(T, beta_min=0.1, beta_max=20.0, eps=1e-3):
 
 
 def ref_coefficients(betas_1_to_T):
-  """Every coefficient by the formulas of REFERENCES.md, looping in float64."""
+  """Every coefficient by the formulas of docs/references.md, looping in float64."""
   T = len(betas_1_to_T)
   beta = [0.0] + list(betas_1_to_T)
   alpha = [1 - b for b in beta]

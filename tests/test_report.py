@@ -1,5 +1,6 @@
 """Report aggregation, table, figure; evaluation of a run; the main job's quick profile."""
 
+import dataclasses
 import json
 import math
 import os
@@ -9,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from trilemma_jax import evaluation, report
+from trilemma_jax import evaluation, families, harness, profiles, report
+from trilemma_jax.evaluation import likelihood, speed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,8 +76,7 @@ def test_training_speed_skips_the_compile_window(tmp_path):
            {'step': 30, 'test/nll_bits_per_dim': 2.0}]
   with open(tmp_path / 'metrics.jsonl', 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in lines)
-  speed = evaluation.training_speed(str(tmp_path))
-  assert speed == {'train_steps_per_second': 45.0, 'train_seconds': 10.45}
+  assert speed.training_speed(str(tmp_path)) == {'train_steps_per_second': 45.0, 'train_seconds': 10.45}
 
 
 def test_logged_likelihood_is_the_test_row_of_that_step(tmp_path):
@@ -84,32 +85,50 @@ def test_logged_likelihood_is_the_test_row_of_that_step(tmp_path):
            {'step': 60, 'test/nll_bits_per_dim': 2.5, 'test/iwae_nats': 100.0}]
   with open(tmp_path / 'metrics.jsonl', 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in lines)
-  assert evaluation.logged_likelihood(str(tmp_path), 60) == {'nll_bits_per_dim': 2.5,
+  assert likelihood.logged_likelihood(str(tmp_path), 60) == {'nll_bits_per_dim': 2.5,
                                                              'iwae_nats': 100.0}
-  assert evaluation.logged_likelihood(str(tmp_path), 30) == {'nll_bits_per_dim': 9.0}
-  assert evaluation.logged_likelihood(str(tmp_path), 45) == {}
-  assert evaluation.logged_likelihood(str(tmp_path / 'missing'), 60) == {}
-
-
-def _trilemma_module():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      'trilemma_main', os.path.join(REPO, 'experiments', 'trilemma.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  assert likelihood.logged_likelihood(str(tmp_path), 30) == {'nll_bits_per_dim': 9.0}
+  assert likelihood.logged_likelihood(str(tmp_path), 45) == {}
+  assert likelihood.logged_likelihood(str(tmp_path / 'missing'), 60) == {}
 
 
 def test_main_job_refuses_a_run_of_another_setting(tmp_path):
-  trilemma = _trilemma_module()
-  config = trilemma.family_config('ddpm', 'digits', 0, {'train.steps': 100})
-  trilemma.check_same_setting(config, str(tmp_path))  # no run there yet
+  config = harness.family_config('ddpm', 'digits', 0, {'train.steps': 100})
+  harness.check_same_setting(config, str(tmp_path))  # no run there yet
   (tmp_path / 'config.json').write_text(config.to_json_best_effort(indent=2))
-  more_steps = trilemma.family_config('ddpm', 'digits', 0, {'train.steps': 300})
-  trilemma.check_same_setting(more_steps, str(tmp_path))  # continuing is fine
-  other_t = trilemma.family_config('ddpm', 'digits', 0, {'ddpm.timesteps': 200})
-  with pytest.raises(ValueError, match=r'ddpm.timesteps: 1000 -> 200.*new --workdir'):
-    trilemma.check_same_setting(other_t, str(tmp_path))
+  more_steps = harness.family_config('ddpm', 'digits', 0, {'train.steps': 300})
+  harness.check_same_setting(more_steps, str(tmp_path))  # continuing is fine
+  evaluated_longer = harness.family_config('ddpm', 'digits', 0, {'eval.num_examples': 10})
+  harness.check_same_setting(evaluated_longer, str(tmp_path))  # the same resume rule as train
+  other_t = harness.family_config('ddpm', 'digits', 0, {'ddpm.timesteps': 200})
+  with pytest.raises(ValueError, match=r'ddpm.timesteps: 1000 -> 200.*new workdir'):
+    harness.check_same_setting(other_t, str(tmp_path))
+
+
+def test_an_evaluation_is_reused_only_for_the_same_settings():
+  profile = profiles.PROFILES['quick']
+  config = harness.family_config('vae', 'digits', 0, profile.overrides_for('vae', 'digits'))
+  settings = harness.eval_settings(config, profile)
+  assert settings['train_steps'] == 60 and settings['num_samples'] == profile.num_samples
+  for change in ({'train.steps': 61}, {'eval.num_examples': 7}):
+    other = harness.family_config('vae', 'digits', 0,
+                                  {**profile.overrides_for('vae', 'digits'), **change})
+    assert harness.eval_settings(other, profile) != settings, change
+  fewer = dataclasses.replace(profile, num_samples=100)
+  assert harness.eval_settings(config, fewer) != settings
+
+
+def test_profile_selection_and_profiles_by_import_path():
+  quick = profiles.get_profile('quick')
+  assert harness.select(quick, families_=['gan'], datasets=['digits']).families == ('gan',)
+  with pytest.raises(ValueError, match=r"families \['gann'\] are not in the profile"):
+    harness.select(quick, families_=['gann'])
+  with pytest.raises(ValueError, match='cannot be loaded'):
+    profiles.get_profile('trilemma_jax.profiles:NO_SUCH_PROFILE')
+  with pytest.raises(ValueError, match='is a dict, not a trilemma_jax Profile'):
+    profiles.get_profile('trilemma_jax.profiles:PROFILES')
+  with pytest.raises(ValueError, match='Unknown profile'):
+    profiles.get_profile('defualt')
 
 
 @pytest.mark.slow
@@ -152,9 +171,9 @@ def test_quick_profile_end_to_end_and_reuse(tmp_path, host_devices_env):
 
 def _tiny_vae_run(tmp_path, dataset):
   from trilemma_jax import train
-  from trilemma_jax.config import load_config_file
-  config = load_config_file(os.path.join(REPO, 'experiments', 'configs', f'vae.py:{dataset}'))
-  config.model.channels, config.model.conv_hidden, config.model.latent_dim = (8,), 16, 4
+  config = families.get_config('vae', dataset)
+  config.model.image.channels, config.model.image.conv_hidden = (8,), 16
+  config.model.latent_dim = 4
   config.data.batch_size = 32
   config.train.steps, config.train.log_every, config.train.checkpoint_every = 4, 2, 4
   config.train.progress, config.train.num_samples = False, 16

@@ -12,21 +12,22 @@ import jax
 import numpy as np
 import pytest
 
+from trilemma_jax import checkpoints, families, parallel, train
 from trilemma_jax import config as config_lib
-from trilemma_jax import parallel, train
 from trilemma_jax.config import load_config_file
 from trilemma_jax.data import load_info
-from trilemma_jax.families import build_family
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VAE_CONFIG = os.path.join(REPO, 'experiments', 'configs', 'vae.py')
+VAE_CONFIG = os.path.join(REPO, 'trilemma_jax', 'families', 'vae', 'config.py')
 
 
 def small_vae_config(steps=12, dataset='ring8'):
-  c = load_config_file(f'{VAE_CONFIG}:{dataset}')
-  c.model.hidden = (32, 32)
-  c.model.channels = (8,)
-  c.model.conv_hidden = 32
+  c = families.get_config('vae', dataset)
+  if 'points' in c.model:
+    c.model.points.hidden = (32, 32)
+  else:
+    c.model.image.channels = (8,)
+    c.model.image.conv_hidden = 32
   c.data.batch_size = 32
   c.train.steps = steps
   c.train.log_every = 4
@@ -40,8 +41,8 @@ def small_vae_config(steps=12, dataset='ring8'):
 
 def final_params(workdir, config):
   info = load_info(config.data.name)
-  family = build_family(config, info)
-  state = train.restore_state(workdir, family, info, jax.sharding.Mesh(
+  family = families.build(config, info)
+  state = checkpoints.restore_state(workdir, family, info, jax.sharding.Mesh(
       np.asarray(jax.devices()[:1]), ('data',)))
   return jax.device_get(state)
 
@@ -59,10 +60,10 @@ def test_one_and_eight_devices_give_the_same_parameters(tmp_path):
 def test_init_is_replicated_and_agrees_with_the_optimised_program():
   # parallel.jit_init compiles at XLA:CPU optimisation level 0: same values to
   # float rounding as the default-optimised program, state born replicated.
-  config = load_config_file(f'{VAE_CONFIG}:digits')
+  config = families.get_config('vae', 'digits')
   info = load_info('digits')
-  family = build_family(config, info)
-  batch = train.example_batch(info)
+  family = families.build(config, info)
+  batch = checkpoints.example_batch(info)
   mesh = parallel.make_mesh(jax.devices())
   state = parallel.jit_init(family.init, mesh)(jax.random.PRNGKey(5), batch)
   reference = jax.jit(family.init)(jax.random.PRNGKey(5), batch)
@@ -79,11 +80,15 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
-def test_config_file_overrides_are_checked():
+def test_config_overrides_are_checked():
   c = load_config_file(f'{VAE_CONFIG}:digits', {'train.steps': 7, 'vae.beta': 0.5})
   assert (c.train.steps, c.vae.beta, c.data.name) == (7, 0.5, 'digits')
   with pytest.raises(ValueError, match="'stpes' is not a key"):
     load_config_file(f'{VAE_CONFIG}:digits', {'train.stpes': 7})
+  c = families.get_config('vae', 'digits', {'model.image.channels': (8,)})
+  assert tuple(c.model.image.channels) == (8,) and 'points' not in c.model
+  with pytest.raises(ValueError, match="'points' is not a key"):
+    families.get_config('vae', 'digits', {'model.points.hidden': (8,)})
 
 
 def test_bad_config_is_rejected_up_front(tmp_path):
@@ -120,13 +125,14 @@ def test_resume_with_more_steps_is_bit_exact_and_outputs_are_written(tmp_path):
 def test_changed_keys_compares_flattened_configs_outside_the_free_sections():
   config = small_vae_config()
   saved = json.loads(config.to_json_best_effort())
-  config.train.steps, config.model.hidden, config.vae.beta = 99, (8,), 2.0
+  config.train.steps, config.model.points.hidden, config.vae.beta = 99, (8,), 2.0
   changes = config_lib.changed_keys(saved, config, may_change=('train',))
-  assert changes == [('model.hidden', [32, 32], [8]), ('vae.beta', 1.0, 2.0)]
+  assert changes == [('model.points.hidden', [32, 32], [8]), ('vae.beta', 1.0, 2.0)]
   assert config_lib.changed_keys(saved, config, may_change=('train', 'model', 'vae')) == []
   del saved['vae']['min_log_var']  # a key the saved run did not have
   assert ('vae.min_log_var', None, -14.0) in config_lib.changed_keys(saved, config)
-  assert config_lib.describe_changes(changes, most=1) == "model.hidden: [32, 32] -> [8], ..."
+  assert config_lib.describe_changes(changes, most=1) == (
+      'model.points.hidden: [32, 32] -> [8], ...')
 
 
 def test_workdir_of_another_run_is_refused(tmp_path):
@@ -135,10 +141,10 @@ def test_workdir_of_another_run_is_refused(tmp_path):
   with pytest.raises(ValueError, match='data.name'):
     train.train_and_evaluate(other, str(tmp_path))
   wider = small_vae_config(steps=8)
-  wider.model.hidden = (48, 32)
+  wider.model.points.hidden = (48, 32)
   wider.optim.lr = 1e-4
-  with pytest.raises(ValueError, match=r'model.hidden: \[32, 32\] -> \[48, 32\].*optim.lr.*'
-                                       r'may change only train, eval'):
+  with pytest.raises(ValueError, match=r'model.points.hidden: \[32, 32\] -> \[48, 32\].*'
+                                       r'optim.lr.*may change only train, eval'):
     train.train_and_evaluate(wider, str(tmp_path))
   # Training longer, logging and evaluating differently is the same run.
   longer = small_vae_config(steps=8)
@@ -151,7 +157,7 @@ def _cli(workdir, steps, every):
           f'--config={VAE_CONFIG}:ring8', f'--workdir={workdir}',
           f'--config.train.steps={steps}', f'--config.train.checkpoint_every={every}',
           '--config.train.log_every=10', '--config.train.progress=False',
-          '--config.data.batch_size=64', '--config.model.hidden=(64,64)',
+          '--config.data.batch_size=64', '--config.model.points.hidden=(64,64)',
           '--config.vae.iwae_samples=4', '--config.eval.num_examples=64']
 
 
@@ -184,12 +190,12 @@ def test_sigkill_then_restart_ends_bit_identical(tmp_path):
                  capture_output=True)
 
   config = small_vae_config()
-  config.model.hidden = (64, 64)
+  config.model.points.hidden = (64, 64)
   a = final_params(tmp_path / 'unbroken', config)
   b = final_params(tmp_path / 'killed', config)
   assert int(a.step) == int(b.step) == steps
   jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
-  jax.tree.map(np.testing.assert_array_equal, a.ema_params, b.ema_params)
+  jax.tree.map(np.testing.assert_array_equal, a.ema, b.ema)
   rows = [json.loads(l) for l in open(tmp_path / 'killed' / 'metrics.jsonl')]
   train_logged = [r['step'] for r in rows if 'loss' in r]
   assert train_logged == list(range(10, steps + 1, 10)), 'a step was lost or logged twice'

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trilemma_jax import losses, vae
-from trilemma_jax.nets.vae_nets import make_vae_net
+from trilemma_jax import losses
+from trilemma_jax.families.vae import family as vae
+from trilemma_jax.families.vae.nets import make_vae_net
 
 
 def test_kl_matches_closed_form_and_monte_carlo():
@@ -50,7 +51,7 @@ def image_vae(request):
   net = make_vae_net((8, 8, 1), latent_dim=4, outputs_per_dim=2 if request.param == 'gaussian'
                      else 1, channels=(8,), conv_hidden=32)
   x = jax.random.uniform(jax.random.PRNGKey(0), (6, 8, 8, 1), minval=-1, maxval=1)
-  params = net.init(jax.random.PRNGKey(1), x, jnp.zeros((6, 4)), method='init_all')
+  params = net.init(jax.random.PRNGKey(1), x, jnp.zeros((6, 4)), method='init_all')['params']
   return net, params, x, request.param
 
 
@@ -104,10 +105,10 @@ def test_dequantise_stays_inside_the_bin():
 
 def test_train_step_compiles_once_and_reduces_loss(image_vae):
   net, params, x, likelihood = image_vae
-  from trilemma_jax.train_state import TrainState
+  from trilemma_jax.train_state import new_state
   opt = vae.make_optimizer(3e-3)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt.init(params),
-                     ema_params=params, model_state={}, rng=jax.random.PRNGKey(0))
+  params = {vae.NET: params}
+  state = new_state(params, opt.init(params), jax.random.PRNGKey(0), ema=params)
   step = vae.make_train_step(net, opt, likelihood=likelihood, beta=1.0, levels=17,
                              ema_decay=0.99)
   chex.clear_trace_counter()

@@ -1,9 +1,11 @@
-"""Experiment configuration: the shared skeleton and its validation at the edge.
+"""Experiment configuration: the shared skeleton, its validation, and the resume rule.
 
-Each ``experiments/configs/<family>.py`` starts from :func:`base_config`, fills in
-its ``model`` / ``optim`` / family sections per dataset, and the train script
-calls :func:`validate` before anything is built, so a bad value fails in the
-first second with a message naming the key.
+A family's config (``trilemma_jax/families/<name>/config.py``) starts from
+:func:`base_config` and adds its ``model``, ``optim`` and family sections. The
+network keys live in a subsection named after the data's kind, ``model.points``
+or ``model.image``, and a config carries only the one its dataset needs.
+:func:`trilemma_jax.families.validate` checks a whole config once, at the edge,
+before anything is built.
 """
 
 from __future__ import annotations
@@ -16,11 +18,23 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 from flax import traverse_util
 
-FAMILIES = ('vae', 'gan', 'ddpm', 'ddgan')
+from trilemma_jax import validation
+from trilemma_jax.data.info import KINDS, DatasetInfo
+
+# What a resumed run may change: how long it trains, how it logs and checkpoints,
+# its evaluation, and where its data live. Anything else (family, dataset, seed,
+# model, optimiser, batch size, family keys) belongs to another run.
+RESUMABLE = ('train', 'eval', 'data.data_dir')
 
 
-def base_config(family: str, dataset: str) -> ml_collections.ConfigDict:
-  """The keys every run has; families add ``model``, ``optim`` and their own."""
+def base_config(family: str, dataset: str, kind: str) -> ml_collections.ConfigDict:
+  """The keys every run has; the family adds ``model.<kind>``, ``optim`` and its own.
+
+  Args:
+    family: the family's registered name.
+    dataset: the dataset name (``config.data.name``).
+    kind: the dataset's kind (:func:`trilemma_jax.data.kind_of`), 'points' or 'image'.
+  """
   c = ml_collections.ConfigDict()
   c.family = family
   c.seed = 0
@@ -36,7 +50,7 @@ def base_config(family: str, dataset: str) -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 500
   c.train.max_to_keep = 2
   # Samples drawn for the picture written at the end (a scatter plot needs more).
-  c.train.num_samples = 1000 if dataset in ('ring8', 'grid25') else 100
+  c.train.num_samples = 1000 if kind == 'points' else 100
   c.train.progress = True  # tqdm bar on the console
 
   c.ema = ml_collections.ConfigDict()
@@ -44,36 +58,36 @@ def base_config(family: str, dataset: str) -> ml_collections.ConfigDict:
   c.ema.warmup = True
 
   c.model = ml_collections.ConfigDict()
+  c.model[kind] = ml_collections.ConfigDict()
   c.optim = ml_collections.ConfigDict()
   return c
 
 
-def _positive_int(config, path: str) -> None:
-  value = config
-  for key in path.split('.'):
-    value = value[key]
-  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-    raise ValueError(f'config.{path} must be a positive integer, got {value!r}.')
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks the shared keys; raises ``ValueError`` naming the key and the fix."""
-  if config.family not in FAMILIES:
+def validate_shared(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
+  """Checks the keys every run has and that ``model`` holds the section of ``info.kind``."""
+  validation.check_config(config, {
+      'data.batch_size': validation.positive_int,
+      'train.steps': validation.positive_int,
+      'train.log_every': validation.positive_int,
+      'train.checkpoint_every': validation.positive_int,
+      'train.max_to_keep': validation.positive_int,
+      'train.num_samples': validation.positive_int,
+      'ema.decay': validation.in_range(0.0, 1.0, high_open=True),
+      'ema.warmup': validation.boolean,
+      'seed': validation.non_negative_int,
+  })
+  sections = [k for k in KINDS if k in config.model]
+  if sections != [info.kind]:
     raise ValueError(
-        f'config.family={config.family!r} is not a family of trilemma_jax; '
-        f'expected one of {FAMILIES}.')
-  for path in ('data.batch_size', 'train.steps', 'train.log_every',
-               'train.checkpoint_every', 'train.max_to_keep', 'train.num_samples'):
-    _positive_int(config, path)
-  if not 0.0 <= config.ema.decay < 1.0:
-    raise ValueError(f'config.ema.decay must be in [0, 1), got {config.ema.decay}.')
-  if not isinstance(config.seed, int) or config.seed < 0:
-    raise ValueError(f'config.seed must be a non-negative integer, got {config.seed!r}.')
+        f'{info.name!r} is {info.kind} data, so config.model needs the section '
+        f'model.{info.kind} (and no other kind), but it has {sections or "none"}. Build the '
+        f"config for this dataset: families.get_config(family, {info.name!r}) or "
+        f"config.py:{info.name}.")
 
 
 def load_config_file(spec: str, overrides: Mapping[str, Any] | None = None
                      ) -> ml_collections.ConfigDict:
-  """Loads ``'path/to/<family>.py:<arg>'`` as the train script does, then applies overrides.
+  """Loads ``'path/to/config.py:<arg>'`` as the train script does, then applies overrides.
 
   Args:
     spec: a config file path, optionally followed by ``:<arg>`` passed to its
@@ -91,15 +105,21 @@ def load_config_file(spec: str, overrides: Mapping[str, Any] | None = None
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   config = module.get_config(arg) if arg else module.get_config()
+  return apply_overrides(config, overrides, origin=spec)
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any] | None, *,
+                    origin: str = 'the config') -> ml_collections.ConfigDict:
+  """Sets ``{'a.b': value}`` in place; each key must already exist. Returns ``config``."""
   for key, value in (overrides or {}).items():
     node = config
     *parents, leaf = key.split('.')
     for part in parents:
       if part not in node:
-        raise ValueError(f'Override {key!r}: {part!r} is not a key of the config {spec!r}.')
+        raise ValueError(f'Override {key!r}: {part!r} is not a key of {origin}.')
       node = node[part]
     if leaf not in node:
-      raise ValueError(f'Override {key!r}: {leaf!r} is not a key of the config {spec!r}.')
+      raise ValueError(f'Override {key!r}: {leaf!r} is not a key of {origin}.')
     node[leaf] = value
   return config
 
@@ -129,3 +149,18 @@ def describe_changes(changes: Sequence[tuple[str, Any, Any]], most: int = 5) -> 
   """``'ddpm.timesteps: 1000 -> 200, ...'`` for an error message."""
   text = ', '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in changes[:most])
   return text + (', ...' if len(changes) > most else '')
+
+
+def check_resumable(saved: Mapping[str, Any], config: ml_collections.ConfigDict,
+                    workdir: str) -> None:
+  """Refuses to continue the run in ``workdir`` (saved config ``saved``) with other settings.
+
+  The one rule for every entry point: only the sections of :data:`RESUMABLE`
+  may differ.
+  """
+  changes = changed_keys(saved, config, may_change=RESUMABLE)
+  if changes:
+    raise ValueError(
+        f'{workdir} holds a run of other settings ({describe_changes(changes)}). A resumed '
+        f'run may change only {", ".join(RESUMABLE)}. Use a new workdir, or delete that run '
+        f'to retrain it, or resume with the settings in {os.path.join(workdir, "config.json")}.')

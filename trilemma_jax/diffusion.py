@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from trilemma_jax import validation
+
 
 @flax.struct.dataclass
 class Schedule:
@@ -119,8 +121,7 @@ def schedule_from_betas(betas: np.ndarray) -> Schedule:
 
 
 def _check_steps(num_steps: int) -> None:
-  if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-    raise ValueError(f'The number of diffusion steps T must be a positive integer, got {num_steps!r}.')
+  validation.positive_int('The number of diffusion steps T', num_steps)
 
 
 def linear_schedule(num_steps: int, beta_start: float | None = None,

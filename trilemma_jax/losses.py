@@ -12,10 +12,13 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from trilemma_jax import perf
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _sum_except_batch(x: jax.Array) -> jax.Array:
+def sum_except_batch(x: jax.Array) -> jax.Array:
+  """``[B, ...] -> [B]``: the sum over every axis but the first."""
   return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
 
 
@@ -27,23 +30,23 @@ def gaussian_kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Arra
 
   ½ Σ (μ² + σ² − log σ² − 1), summed over all non-batch axes.
   """
-  return 0.5 * _sum_except_batch(jnp.square(mean) + jnp.exp(log_var) - log_var - 1.0)
+  return 0.5 * sum_except_batch(jnp.square(mean) + jnp.exp(log_var) - log_var - 1.0)
 
 
 def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
   """log N(x; mean, exp(log_var)) summed over non-batch axes, ``[B]``."""
-  return -0.5 * _sum_except_batch(
+  return -0.5 * sum_except_batch(
       _LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var))
 
 
 def standard_normal_log_prob(z: jax.Array) -> jax.Array:
   """log N(z; 0, I) summed over non-batch axes, ``[B]``."""
-  return -0.5 * _sum_except_batch(_LOG_2PI + jnp.square(z))
+  return -0.5 * sum_except_batch(_LOG_2PI + jnp.square(z))
 
 
 def bernoulli_log_prob(x01: jax.Array, logits: jax.Array) -> jax.Array:
   """log Bernoulli(x01; sigmoid(logits)) with x01 ∈ [0, 1] (continuous targets allowed), ``[B]``."""
-  return -_sum_except_batch(
+  return -sum_except_batch(
       jnp.logaddexp(0.0, logits) - x01 * logits)
 
 
@@ -105,7 +108,7 @@ def r1_penalty(logit_fn: Callable[[jax.Array], jax.Array], x_real: jax.Array) ->
     x_real: real batch ``[B, ...]``.
   """
   grads = jax.grad(lambda x: jnp.sum(logit_fn(x)))(x_real)
-  return _sum_except_batch(jnp.square(grads))
+  return sum_except_batch(jnp.square(grads))
 
 
 def lazy_penalty(penalty_fn: Callable, params, apply_now: jax.Array, *, every: int,
@@ -114,26 +117,25 @@ def lazy_penalty(penalty_fn: Callable, params, apply_now: jax.Array, *, every: i
 
   Lazy regularisation (Karras et al. 2020, StyleGAN2): the penalty enters the loss
   on every ``every``-th update only (the caller weights it by ``apply_now``), so
-  the other updates need no gradient through it. Two equivalent forms:
+  the other updates need no gradient through it. Two equivalent forms, chosen by
+  :func:`trilemma_jax.perf.lazy_penalty_uses_cond`:
 
-  * ``lax.cond`` (the default on accelerators): off-schedule updates evaluate the
-    penalty of ``stop_gradient(params)``, skipping its second-order backward pass;
-  * unconditional (the default on CPU): the penalty of ``params`` every time;
-    the caller's zero weight off schedule makes its gradient exactly zero. On
-    XLA:CPU the nested computations of a ``cond`` ran the DDGAN digits step 2.1x
-    slower (335 against 159 ms) than computing the penalty every update.
+  * ``lax.cond``: off-schedule updates evaluate the penalty of
+    ``stop_gradient(params)``, skipping its second-order backward pass;
+  * unconditional: the penalty of ``params`` every time; the caller's zero
+    weight off schedule makes its gradient exactly zero.
 
   Args:
     penalty_fn: ``params -> per-example penalty``.
     params: the parameters the penalty is differentiated in.
     apply_now: boolean scalar, True on the updates where the penalty is applied.
     every: the lazy interval; 1 computes the differentiable penalty directly.
-    use_cond: force one form (None: ``lax.cond`` unless the backend is CPU).
+    use_cond: force one form (None: the performance policy's choice).
   """
   if every == 1:
     return penalty_fn(params)
   if use_cond is None:
-    use_cond = jax.default_backend() != 'cpu'
+    use_cond = perf.lazy_penalty_uses_cond()
   if not use_cond:
     return penalty_fn(params)
   return jax.lax.cond(apply_now, penalty_fn,

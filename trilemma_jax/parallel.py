@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from trilemma_jax import caches
+from trilemma_jax import caches, perf
 
 DATA_AXIS = 'data'
 
@@ -50,11 +50,6 @@ def shard_batch(local_batch: Any, mesh: Mesh) -> Any:
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places a pytree on every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
-
-
 def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
   """``train_step(state, batch)`` compiled once: batch sharded, state replicated and donated."""
   return jax.jit(
@@ -65,24 +60,14 @@ def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
   )
 
 
-# XLA backend options for programs that run once (the state's init). On CPU,
-# level 0 skips LLVM's optimisation passes: the init of a digits DDGAN compiled
-# in 4.1 s instead of 13.5 s, of a digits VAE in 1.0 s instead of 3.3 s, and
-# every family's init was 1.6-3.4x faster to compile. Its values agree with the
-# optimised program's to float rounding (1 ulp), not bit for bit; a run is still
-# bitwise reproducible, because it always compiles its init the same way.
-_RUN_ONCE_CPU_OPTIONS = {'xla_backend_optimization_level': 0}
-
-
 def jit_init(init: Callable, mesh: Mesh) -> Callable:
   """``init(rng, example_batch)`` compiled so the state is born replicated on the mesh.
 
-  On a CPU mesh the program is compiled without LLVM optimisation (it runs once,
-  so compile time is all that matters); other backends compile it as usual.
+  It runs once, so it is compiled as :func:`trilemma_jax.perf.run_once_compiler_options`
+  says (on CPU, without LLVM optimisation).
   """
-  on_cpu = all(d.platform == 'cpu' for d in mesh.devices.flat)
   return jax.jit(init, out_shardings=replicated(mesh),
-                 compiler_options=dict(_RUN_ONCE_CPU_OPTIONS) if on_cpu else None)
+                 compiler_options=perf.run_once_compiler_options(list(mesh.devices.flat)))
 
 
 def enable_compilation_cache(cache_dir: str | None = None, *,

@@ -15,7 +15,6 @@ FIGURES = ('samples_per_second', 'compile_seconds', 'fd', 'kid', 'precision', 'r
            'train_seconds', 'train_steps_per_second')
 # Keys that identify a row and are the same for every seed.
 IDENTITY = ('family', 'sampler', 'dataset', 'nfe', 'max_modes', 'train_steps', 'device')
-ROW_KEYS = IDENTITY + FIGURES + tuple(f'{f}_std' for f in FIGURES) + ('seeds',)
 
 
 def _finite(values: Sequence[Any]) -> list[float]:
@@ -106,6 +105,15 @@ def _quality_and_coverage(rows: list[dict[str, Any]]):
           'modes_fraction', 'modes captured / all')
 
 
+def _marker(family: str) -> str:
+  """The family's marker (:class:`~trilemma_jax.families.FamilyDef`); 'o' if it cannot be loaded."""
+  from trilemma_jax import families
+  try:
+    return families.get(family).marker
+  except (ValueError, ImportError):
+    return 'o'
+
+
 def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
   """Quality against samples/s (log axis), coverage as colour, one panel per dataset."""
   import matplotlib
@@ -116,7 +124,7 @@ def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
   fig, axes = plt.subplots(1, len(datasets), figsize=(6.0 * len(datasets) + 1.0, 4.8), dpi=120,
                            squeeze=False, layout='constrained')
   cmap = plt.get_cmap('viridis')
-  markers = {'vae': 'o', 'gan': 's', 'ddpm': '^', 'ddgan': '*'}
+  markers = {f: _marker(f) for f in dict.fromkeys(r['family'] for r in rows)}
   for ax, dataset in zip(axes[0], datasets):
     sub = [dict(r) for r in rows if r['dataset'] == dataset]
     for r in sub:
@@ -130,7 +138,7 @@ def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
       c = r.get(c_key)
       colour = cmap(c) if c is not None else 'grey'
       ax.errorbar(x, y, xerr=r.get('samples_per_second_std') or 0, yerr=r.get(f'{q_key}_std') or 0,
-                  fmt=markers.get(r['family'], 'o'), color=colour, ms=11, mec='black',
+                  fmt=markers[r['family']], color=colour, ms=11, mec='black',
                   ecolor='0.5', capsize=2)
       ax.annotate(f"{r['family']} {r['sampler']} (NFE {r['nfe']})", (x, y), fontsize=7,
                   xytext=(6, 4), textcoords='offset points')
@@ -145,7 +153,7 @@ def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
   sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
   fig.colorbar(sm, ax=axes[0].tolist(), shrink=0.8, label='coverage')
   handles = [plt.Line2D([], [], marker=m, ls='', color='0.6', mec='black', ms=9, label=f)
-             for f, m in markers.items() if any(r['family'] == f for r in rows)]
+             for f, m in markers.items()]
   fig.legend(handles=handles, loc='outside lower center', ncols=len(handles), frameon=False)
   fig.suptitle('The generative learning trilemma: quality vs speed, coverage as colour',
                fontsize=11)

@@ -20,31 +20,20 @@ import os
 import signal
 import threading
 import time
-from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from trilemma_jax import checkpoints, families, parallel, plotting, sampling
 from trilemma_jax import config as config_lib
 from trilemma_jax import data as data_lib
-from trilemma_jax import parallel
-from trilemma_jax import plotting
-from trilemma_jax.families import build_family
-from trilemma_jax.train_state import Family, TrainState, new_rng
+from trilemma_jax.evaluation.likelihood import evaluate_likelihood
+from trilemma_jax.train_state import TrainState, new_rng
 
 log = logging.getLogger(__name__)
-
-# What a resumed run may change: how long it trains, how it logs and checkpoints,
-# and the evaluation at its end; the data's location. Anything else (model,
-# optimiser, family settings, batch size, seed) belongs to another run. Learning-
-# rate schedules that decay over ``train.steps`` (DDPM's cosine decay, DDGAN's)
-# are rebuilt for the new total when a run continues with more steps, so such a
-# continued run is not the same as one trained that long without a break.
-RESUMABLE_SECTIONS = ('train', 'eval', 'data.data_dir')
 
 
 class PreemptionSignal:
@@ -113,103 +102,29 @@ class MetricWriter:
       self._tb.close()
 
 
-def checkpoint_manager(workdir: str, *, max_to_keep: int = 2) -> ocp.CheckpointManager:
-  """The run's orbax manager (async; at most ``max_to_keep`` checkpoints)."""
-  return ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, 'checkpoints')),
-      options=ocp.CheckpointManagerOptions(
-          max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True),
-  )
-
-
-def abstract_state(family: Family, example_batch: Any, mesh) -> TrainState:
-  """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
-  shapes = jax.eval_shape(family.init, jax.ShapeDtypeStruct((2,), jnp.uint32), example_batch)
-  sharding = parallel.replicated(mesh)
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
-
-
-def restore_state(workdir: str, family: Family, info: data_lib.DatasetInfo, mesh,
-                  step: int | None = None) -> TrainState:
-  """Loads a run's state (latest checkpoint by default) onto ``mesh``, for evaluation."""
-  with checkpoint_manager(workdir) as mngr:
-    step = mngr.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f'No checkpoint under {workdir}/checkpoints; train the run first.')
-    target = abstract_state(family, example_batch(info), mesh)
-    restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-  return restored.state
-
-
-def example_batch(info: data_lib.DatasetInfo, batch_size: int = 1) -> dict[str, np.ndarray]:
-  """A zero batch with the dataset's shapes, for ``init`` and shape inference."""
-  return {'x': np.zeros((batch_size, *info.shape), np.float32),
-          'label': np.zeros((batch_size,), np.int32)}
-
-
-def _check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses to resume a run with other settings than those it was trained with."""
-  changes = config_lib.changed_keys(saved, config, may_change=RESUMABLE_SECTIONS)
-  if changes:
-    raise ValueError(
-        f'{workdir} holds a run of other settings ({config_lib.describe_changes(changes)}). '
-        f'A resumed run may change only {", ".join(RESUMABLE_SECTIONS)}. Use a new --workdir, '
-        f'or the settings in {os.path.join(workdir, "config.json")} to resume.')
-
-
 def _scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(metrics).items()}
-
-
-def draw_samples(family: Family, state: TrainState, n: int, seed: int = 0,
-                 sampler: str | None = None) -> np.ndarray:
-  """``n`` samples with the named sampler (default: the family's first) as numpy."""
-  name = sampler or next(iter(family.samplers))
-  kwargs, _ = family.samplers[name]
-  fn = jax.jit(family.sample, static_argnums=(2,), static_argnames=tuple(kwargs))
-  return np.asarray(fn(state, jax.random.PRNGKey(seed), n, **kwargs))
-
-
-def evaluate_likelihood(family: Family, state: TrainState, source, *, batch_size: int,
-                        seed: int = 0, limit: int | None = None) -> dict[str, float]:
-  """Means of ``family.evaluate`` over the test split (``limit`` examples at most)."""
-  if family.evaluate is None:
-    return {}
-  fn = jax.jit(family.evaluate)
-  totals: dict[str, float] = {}
-  count = 0
-  for i, batch in enumerate(data_lib.eval_batches(source, batch_size=batch_size)):
-    if limit is not None and count >= limit:
-      break
-    if limit is not None:
-      batch = {k: v[:limit - count] for k, v in batch.items()}
-    n = len(batch['x'])
-    # Pad to the full batch so every call hits the same compiled program.
-    padded = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - n, 0)]) if n < batch_size
-              else v for k, v in batch.items()}
-    out = jax.device_get(fn(state, padded, jax.random.fold_in(jax.random.PRNGKey(seed), i)))
-    for k, v in out.items():
-      totals[k] = totals.get(k, 0.0) + float(np.sum(np.asarray(v)[:n], dtype=np.float64))
-    count += n
-  return {k: v / count for k, v in totals.items()}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        devices: list[jax.Device] | None = None) -> TrainState:
   """Trains ``config.family`` on ``config.data.name`` in ``workdir``, resuming if possible.
 
+  A run that continues with more steps rebuilds learning-rate schedules that
+  decay over ``train.steps`` (DDPM's cosine decay, DDGAN's) for the new total,
+  so it is not the same as one trained that long without a break.
+
   Args:
-    config: an experiment config (``experiments/configs/*.py``).
+    config: an experiment config (``families.get_config`` or a config file).
     workdir: output directory; an existing run in it is resumed.
     devices: devices of the data-parallel mesh (default: all).
 
   Returns:
     The final train state (replicated on the mesh).
   """
-  config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
   info = data_lib.load_info(config.data.name, data_dir=config.data.data_dir or None)
-  family = build_family(config, info)
+  family = families.build(config, info)  # validates the config first
+  os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.data.batch_size, mesh)
 
@@ -217,23 +132,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   iterator = data_lib.train_iterator(
       source, global_batch_size=config.data.batch_size, seed=config.seed)
 
-  mngr = checkpoint_manager(workdir, max_to_keep=config.train.max_to_keep)
+  mngr = checkpoints.checkpoint_manager(workdir, max_to_keep=config.train.max_to_keep)
   start = mngr.latest_step()
   if start is None:
-    state = parallel.jit_init(family.init, mesh)(new_rng(config.seed), example_batch(info))
+    state = parallel.jit_init(family.init, mesh)(new_rng(config.seed),
+                                                 checkpoints.example_batch(info))
     start = 0
   else:
     saved = mngr.restore(start, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     try:
-      _check_resumable(saved.config, config, workdir)
+      config_lib.check_resumable(saved.config, config, workdir)
     except ValueError:
       mngr.close()
       raise
-    target = abstract_state(family, example_batch(info), mesh)
-    restored = mngr.restore(start, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target),
-        data=grain.checkpoint.CheckpointRestore(iterator)))
-    state = restored.state
+    state = checkpoints.restore_for_training(mngr, start, family, info, mesh,
+                                             grain.checkpoint.CheckpointRestore(iterator))
     log.info('Resumed %s from step %d.', workdir, start)
 
   if jax.process_index() == 0:
@@ -302,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def _write_final_outputs(config, workdir, family, state, info, *, writer_step: int) -> None:
-  samples = draw_samples(family, state, config.train.num_samples, seed=config.seed)
+  samples = sampling.draw_samples(family, state, config.train.num_samples, seed=config.seed)
   path = os.path.join(workdir, 'samples', f'step_{writer_step:07d}.png')
   plotting.save_samples(samples, path, kind=info.kind, means=info.means,
                         title=f'{config.family} on {info.name}, step {writer_step}')

@@ -1,10 +1,10 @@
 """The state every family trains, and the contract a family offers the generic loop.
 
-A family (VAE, GAN, DDPM, DDGAN) is a handful of pure functions bundled in a
-:class:`Family`. The loop in :mod:`trilemma_jax.train` knows nothing else about it:
-it builds the state with ``family.init``, compiles ``family.train_step`` once over
-a device mesh, checkpoints the :class:`TrainState`, and draws pictures with
-``family.sample``.
+A family (VAE, GAN, DDPM, DDGAN, or one of a user's) is a handful of pure
+functions bundled in a :class:`Family`. The loop in :mod:`trilemma_jax.train`
+knows nothing else about it: it builds the state with ``family.init``, compiles
+``family.train_step`` once over a device mesh, checkpoints the
+:class:`TrainState`, and draws pictures with ``family.sample``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,18 @@ class TrainState:
 
   Attributes:
     step: scalar int32, number of updates applied so far.
-    params: the trained parameters. Families with several networks keep a dict
-      (e.g. ``{'generator': ..., 'discriminator': ...}``).
+    params: the trained parameters, one entry per network:
+      ``{'vae': ...}``, ``{'denoiser': ...}``, ``{'generator': ...,
+      'discriminator': ...}``.
     opt_state: optax state(s), same nesting as the optimisers that made them.
-    ema_params: exponential moving average of the parameters used for sampling
-      (for a GAN, of the generator only).
-    model_state: non-trained variables (e.g. spectral-norm power-iteration
-      vectors); an empty dict when the networks have none.
+    ema: exponential moving averages of the networks the samplers use, keyed
+      like ``params`` (``ema['generator']`` averages ``params['generator']``;
+      a GAN's discriminator has none).
+    model_state: non-trained variables of the networks (e.g. spectral-norm
+      power-iteration vectors), keyed like ``params``; ``{}`` when there are none.
+    extra: whatever else a family carries from step to step (a target network,
+      a replay buffer): any pytree of arrays, checkpointed with the rest;
+      ``{}`` for the built-in families.
     rng: the run's base key (raw ``uint32[2]``); step ``k`` draws from
       ``fold_in(rng, k)``, so a resumed run sees the same numbers.
   """
@@ -42,8 +47,9 @@ class TrainState:
   step: jax.Array
   params: PyTree
   opt_state: PyTree
-  ema_params: PyTree
+  ema: PyTree
   model_state: PyTree
+  extra: PyTree
   rng: jax.Array
 
   def step_rng(self) -> jax.Array:
@@ -69,6 +75,14 @@ def ema_decay_with_warmup(step: jax.Array, decay: float, warmup: bool = True) ->
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+def new_state(params: PyTree, opt_state: PyTree, rng: jax.Array, *, ema: PyTree,
+              model_state: PyTree | None = None, extra: PyTree | None = None) -> TrainState:
+  """A step-0 :class:`TrainState`."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, ema=ema,
+                    model_state={} if model_state is None else model_state,
+                    extra={} if extra is None else extra, rng=rng)
+
+
 def new_rng(seed: int) -> jax.Array:
   """A raw ``uint32[2]`` key (checkpoint-friendly, unlike typed keys)."""
   return jax.random.PRNGKey(seed)
@@ -79,13 +93,13 @@ class Family:
   """The functions one generative family offers the train loop and the harness.
 
   Attributes:
-    name: 'vae', 'gan', 'ddpm' or 'ddgan'.
+    name: the family's registered name (see :mod:`trilemma_jax.families`).
     init: ``(rng, example_batch) -> TrainState``; example_batch holds
       ``'x'`` ``[B, *shape]`` float32 and ``'label'`` ``[B]`` int32.
     train_step: ``(state, batch) -> (state, metrics)``, pure, jittable; all
       randomness from ``state.step_rng()``; metrics are scalars.
     sample: ``(state, rng, n, **sampler_kwargs) -> samples [n, *shape]``,
-      jittable with ``n`` and the sampler keywords static. Uses EMA weights.
+      jittable with ``n`` and the sampler keywords static. Uses ``state.ema``.
     samplers: named sampler settings the harness reports as separate rows, each
       ``name -> (sampler_kwargs, nfe)``; the first entry is the default.
     evaluate: optional ``(state, batch, rng) -> per-example metrics``

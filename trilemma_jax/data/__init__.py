@@ -15,12 +15,13 @@ Prepared TFDS data live in ``data_dir``, else ``$TRILEMMA_DATA_DIR``, else
 from trilemma_jax.data.catalog import (
     BUILTIN_NAMES,
     get_source,
+    kind_of,
     load_arrays,
     load_info,
     prepare,
     register_array,
 )
-from trilemma_jax.data.info import DatasetInfo, resolve_data_dir
+from trilemma_jax.data.info import DatasetInfo, EvalProtocol, resolve_data_dir
 from trilemma_jax.data.pipeline import eval_batches, train_iterator
 from trilemma_jax.data.sources import ArraySource
 
@@ -28,8 +29,10 @@ __all__ = [
     'ArraySource',
     'BUILTIN_NAMES',
     'DatasetInfo',
+    'EvalProtocol',
     'eval_batches',
     'get_source',
+    'kind_of',
     'load_arrays',
     'load_info',
     'prepare',

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from trilemma_jax import validation
 from trilemma_jax.data import arrays as arrays_lib
 from trilemma_jax.data import digits, fashion_mnist, tfds_source, toy2d
 from trilemma_jax.data.info import DatasetInfo, check_split, resolve_data_dir
@@ -67,6 +68,18 @@ def load_info(name: str, *, data_dir: str | None = None) -> DatasetInfo:
   return _user_arrays(name).info
 
 
+def kind_of(name: str) -> str:
+  """``'points'`` or ``'image'`` for dataset ``name``, without preparing or reading TFDS data.
+
+  Configs are built per kind before a run's ``data_dir`` is known, so this
+  needs no data directory: TFDS datasets are images; user arrays are read.
+  """
+  if isinstance(name, str) and name.startswith(TFDS_PREFIX):
+    _tfds_name(name)
+    return 'image'
+  return load_info(name).kind
+
+
 def get_source(name: str, split: str, *, data_dir: str | None = None):
   """A random-access source of one split (``len`` and ``__getitem__``).
 
@@ -103,9 +116,8 @@ def load_arrays(name: str, split: str, *, data_dir: str | None = None,
   Returns:
     ``(x float32 [N, *shape], labels int32 [N])``.
   """
-  if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                            or limit <= 0):
-    raise ValueError(f'limit must be a positive integer or None, got {limit!r}.')
+  if limit is not None:
+    validation.positive_int('limit (or None)', limit)
   source = get_source(name, split, data_dir=data_dir)
   n = len(source) if limit is None else min(limit, len(source))
   if isinstance(source, ArraySource):

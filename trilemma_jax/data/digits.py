@@ -4,7 +4,7 @@ The 1,797 digits ship with scikit-learn (no download). Pixels take the 17
 values 0..16 and map to ``[-1, 1]``. The train/test split is a fixed seeded
 permutation. ``stacked_digits`` puts three digits in the three channels of one
 ``8x8x3`` image; its label ``100 a + 10 b + c`` (digit labels of channels 0, 1,
-2) gives 1,000 modes, our analogue of StackedMNIST (REFERENCES.md).
+2) gives 1,000 modes, our analogue of StackedMNIST (docs/references.md).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from trilemma_jax.data.info import DatasetInfo, quantised_to_unit
+from trilemma_jax.data.info import DatasetInfo, EvalProtocol, quantised_to_unit
 from trilemma_jax.data.sources import ArraySource
 
 LEVELS = 17
@@ -23,6 +23,9 @@ STACKED_NUM_TRAIN = 60_000
 STACKED_NUM_TEST = 10_000
 _SPLIT_SEED = 8_8_17
 _STACK_SEEDS = {'train': 3_000, 'test': 3_001}
+# StackedMNIST's protocol: modes counted over 26,000 samples, each channel
+# labelled by the digits classifier (docs/references.md).
+STACKED_PROTOCOL = EvalProtocol(reference_split='train', modes='classifier', mode_samples=26_000)
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,7 +62,8 @@ def info(name: str) -> DatasetInfo:
         num_train=NUM_DIGITS - NUM_TEST, num_test=NUM_TEST, levels=LEVELS)
   return DatasetInfo(
       name='stacked_digits', shape=(8, 8, 3), kind='image', num_classes=1000,
-      num_train=STACKED_NUM_TRAIN, num_test=STACKED_NUM_TEST, levels=LEVELS)
+      num_train=STACKED_NUM_TRAIN, num_test=STACKED_NUM_TEST, levels=LEVELS,
+      protocol=STACKED_PROTOCOL)
 
 
 def stacked_triples(split: str) -> np.ndarray:

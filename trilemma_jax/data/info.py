@@ -8,8 +8,38 @@ import os
 import numpy as np
 
 SPLITS = ('train', 'test')
+KINDS = ('points', 'image')
 DATA_DIR_ENV = 'TRILEMMA_DATA_DIR'
 DEFAULT_DATA_DIR = os.path.join('~', '.cache', 'trilemma_jax', 'tensorflow_datasets')
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalProtocol:
+  """How a dataset is scored: what samples are compared with, and how coverage is counted.
+
+  Attributes:
+    reference_split: the split generated samples are compared with for FD, KID
+      and precision/recall/density/coverage.
+    quality_samples: samples scored for those figures; ``None`` leaves the
+      count to the caller (the profile's ``num_samples``).
+    modes: how modes are counted: ``'mixture'`` (nearest mixture mean, a sample
+      is high quality within 3 std; needs ``means``), ``'classifier'``
+      (labels predicted by the dataset's feature network, modes out of
+      ``num_classes``), or ``None`` (no mode count).
+    mode_samples: samples the mode figures are computed on.
+  """
+
+  reference_split: str
+  quality_samples: int | None = None
+  modes: str | None = None
+  mode_samples: int = 0
+
+
+# The mode metrics of the 2-D mixtures are defined on 2,500 samples against the
+# test split (docs/references.md); stacked digits count their 1,000 modes on 26,000.
+MIXTURE_PROTOCOL = EvalProtocol(reference_split='test', quality_samples=2500, modes='mixture',
+                                mode_samples=2500)
+IMAGE_PROTOCOL = EvalProtocol(reference_split='train')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +59,8 @@ class DatasetInfo:
       ``None`` for points and for float images of unknown quantisation.
     means: ``[K, D]`` mixture means of ``ring8`` / ``grid25``, else ``None``.
     std: mixture component standard deviation of ``ring8`` / ``grid25``.
+    protocol: how samples of this dataset are scored (default: by kind; see
+      :class:`EvalProtocol`).
   """
 
   name: str
@@ -42,6 +74,25 @@ class DatasetInfo:
   # stays hashable and can be a static argument of a jitted function.
   means: np.ndarray | None = dataclasses.field(default=None, compare=False)
   std: float | None = None
+  protocol: EvalProtocol | None = None
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f'DatasetInfo.kind must be one of {KINDS}, got {self.kind!r}.')
+    if self.protocol is None:
+      object.__setattr__(self, 'protocol', IMAGE_PROTOCOL if self.kind == 'image' else
+                         EvalProtocol(reference_split='test', quality_samples=2500))
+
+  @property
+  def data_std(self) -> float | None:
+    """Per-coordinate standard deviation of a Gaussian mixture with equal weights.
+
+    ``sqrt(mean over coordinates of the variance of the means + std²)``; None
+    for data that are not such a mixture.
+    """
+    if self.means is None or self.std is None:
+      return None
+    return float(np.sqrt(np.mean(np.var(self.means, axis=0)) + self.std ** 2))
 
 
 def check_split(split: str) -> None:

@@ -12,8 +12,8 @@ example is ever dropped and every batch is full.
 The pipeline is a grain ``MapDataset`` over step numbers, so its iterator
 state is just the next step, which ``grain.checkpoint.CheckpointSave`` stores
 in an orbax checkpoint. The permutations are drawn a whole epoch at a time
-with numpy: grain's per-index shuffle cost ~3 ms per batch of 256 here, about
-20x more than a vectorised draw, and would throttle small 2-D models.
+with numpy: grain's per-index shuffle is far slower than one vectorised draw
+and would throttle small 2-D models (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The two 2-D Gaussian mixtures of the mode-coverage benchmarks.
 
 ``ring8``: 8 means on the unit circle, std 0.01; ``grid25``: means on
-``{-4, -2, 0, 2, 4}^2``, std 0.05 (PacGAN settings; see REFERENCES.md).
+``{-4, -2, 0, 2, 4}^2``, std 0.05 (PacGAN settings; see docs/references.md).
 Each point carries the index of the component it was drawn from as its label.
 Both splits are generated from fixed seeds, so every run sees the same points.
 """
@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from trilemma_jax.data.info import DatasetInfo
+from trilemma_jax.data.info import MIXTURE_PROTOCOL, DatasetInfo
 from trilemma_jax.data.sources import ArraySource
 
 NUM_TRAIN = 100_000
@@ -48,7 +48,8 @@ def info(name: str) -> DatasetInfo:
   m.flags.writeable = False  # shared facts, not a scratch buffer
   return DatasetInfo(
       name=name, shape=(2,), kind='points', num_classes=m.shape[0],
-      num_train=NUM_TRAIN, num_test=NUM_TEST, levels=None, means=m, std=_STD[name])
+      num_train=NUM_TRAIN, num_test=NUM_TEST, levels=None, means=m, std=_STD[name],
+      protocol=MIXTURE_PROTOCOL)
 
 
 def sample(name: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

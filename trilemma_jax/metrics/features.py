@@ -2,7 +2,7 @@
 
 ImageNet Inception weights cannot be downloaded here, so image quality is
 measured in the penultimate layer of a classifier trained on the data itself
-(REFERENCES.md: a "Fréchet LeNet distance"). Such scores are comparable within
+(docs/references.md: a "Fréchet LeNet distance"). Such scores are comparable within
 this project only, and only between runs that used the same feature network.
 
 >>> from trilemma_jax import metrics
@@ -48,13 +48,13 @@ import optax
 import orbax.checkpoint as ocp
 from numpy.typing import ArrayLike
 
-from trilemma_jax import caches, data
+from trilemma_jax import caches, data, validation
 from trilemma_jax.data import arrays as npz_arrays
 from trilemma_jax.metrics.frechet import frechet_distance
 from trilemma_jax.metrics.kid import kernel_distance
 from trilemma_jax.metrics.manifold import prdc
 from trilemma_jax.nets.classifier import Classifier
-from trilemma_jax.train_state import TrainState, new_rng
+from trilemma_jax.train_state import TrainState, new_rng, new_state
 
 CACHE_DIR_ENV = caches.CACHE_DIR_ENV
 FORMAT_VERSION = 1
@@ -348,15 +348,13 @@ def train_classifier(spec: FeatureNetSpec, x: np.ndarray, labels: np.ndarray, *,
         f'Training labels must be [{x.shape[0]}] integers in [0, {spec.num_classes}), got '
         f'shape {labels.shape} and range [{labels.min()}, {labels.max()}].')
   steps = default_steps(spec, x.shape[0]) if steps is None else steps
-  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-    raise ValueError(f'steps must be a positive integer, got {steps!r}.')
+  validation.positive_int('steps', steps)
 
   model = spec.model()
   init_rng, rng = jax.random.split(new_rng(seed))
   params = model.init(init_rng, jnp.zeros((1, *spec.image_shape), jnp.float32))['params']
   tx, step_fn = _compiled_step(spec, steps)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                     ema_params={}, model_state={}, rng=rng)
+  state = new_state(params, tx.init(params), rng, ema={})
   # One process trains the whole network (it is small); process_count=1 keeps
   # the data order independent of the job's topology.
   batches = data.train_iterator(data.ArraySource(x, labels), global_batch_size=spec.batch_size,

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from trilemma_jax import validation
+
 DEFAULT_BLOCK_SIZE = 1024
 
 
@@ -155,8 +157,7 @@ def _check_pair(real_features, fake_features) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_k(k: int, n: int, name: str, set_name: str) -> None:
-  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-    raise ValueError(f'{name} must be a positive integer, got {k!r}.')
+  validation.positive_int(name, k)
   if n < k + 1:
     raise ValueError(
         f'{name}={k} needs at least {k + 1} {set_name} samples (the k-th neighbour excludes the '
@@ -164,9 +165,7 @@ def _check_k(k: int, n: int, name: str, set_name: str) -> None:
 
 
 def _check_block_size(block_size: int) -> None:
-  if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
-      or block_size < 1:
-    raise ValueError(f'block_size must be a positive integer, got {block_size!r}.')
+  validation.positive_int('block_size', block_size)
 
 
 def _to_blocks(x: jax.Array, block_size: int, fill: float = 0.0) -> jax.Array:

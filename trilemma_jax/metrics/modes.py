@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from trilemma_jax import validation
+
 
 def _kl_to_uniform(counts: np.ndarray) -> float:
   """Σ p log(p K) over the non-empty bins of a histogram with K bins (0 log 0 = 0)."""
@@ -95,9 +97,7 @@ def label_mode_metrics(labels: ArrayLike, num_classes: int = 1000, *,
     log K for a single mode).
   """
   y = np.asarray(labels)
-  if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-      or num_classes < 1:
-    raise ValueError(f'num_classes must be a positive integer, got {num_classes!r}.')
+  validation.positive_int('num_classes', num_classes)
   if not np.issubdtype(y.dtype, np.integer):
     raise ValueError(f'labels must be integers (predicted classes), got dtype {y.dtype}.')
   if y.ndim == 2:

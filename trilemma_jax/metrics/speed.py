@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import jax
 
+from trilemma_jax import validation
+
 
 def _run(sample_fn: Callable[..., Any], args: tuple) -> tuple[Any, float]:
   start = time.perf_counter()
@@ -50,12 +52,9 @@ def time_sampler(sample_fn: Callable[..., Any], *args: Any, batch: int = 100,
     ``device_count``: devices in ``jax.devices()``;
     ``batch``, ``repeats``: as given.
   """
-  if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-    raise ValueError(f'batch must be a positive integer (samples per call), got {batch!r}.')
-  if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-    raise ValueError(f'repeats must be a positive integer, got {repeats!r}.')
-  if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-    raise ValueError(f'warmup must be a non-negative integer, got {warmup!r}.')
+  validation.positive_int('batch (samples per call)', batch)
+  validation.positive_int('repeats', repeats)
+  validation.non_negative_int('warmup', warmup)
 
   out, compile_seconds = _run(sample_fn, args)
   leading = [leaf.shape[0] for leaf in jax.tree_util.tree_leaves(out)

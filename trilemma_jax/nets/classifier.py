@@ -2,7 +2,7 @@
 
 The evaluation harness cannot download ImageNet Inception weights, so quality
 metrics use a classifier trained on the data itself (a "Fréchet LeNet
-distance", REFERENCES.md). The network is LeNet-like and kept plain: no
+distance", docs/references.md). The network is LeNet-like and kept plain: no
 BatchNorm, so there is no mutable state and ``apply`` is one pure function of
 ``(params, x)``.
 """

@@ -1,4 +1,4 @@
-"""Small building blocks shared by the MLP and conv nets: activations, spectral norm."""
+"""Small building blocks shared by the nets: activations, spectral norm, group counts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu,
     'leaky_relu': functools.partial(nn.leaky_relu, negative_slope=0.2),
     'elu': nn.elu,
@@ -21,10 +21,10 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   """The activation called ``name`` (``leaky_relu`` has slope 0.2, as in DCGAN)."""
   try:
-    return _ACTIVATIONS[name]
+    return ACTIVATIONS[name]
   except KeyError:
     raise ValueError(
-        f'Unknown activation {name!r}; expected one of {sorted(_ACTIVATIONS)}.') from None
+        f'Unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}.') from None
 
 
 def apply_layer(layer: nn.Module, x: jax.Array, *, spectral_norm: bool,
@@ -40,3 +40,13 @@ def apply_layer(layer: nn.Module, x: jax.Array, *, spectral_norm: bool,
   if not spectral_norm:
     return layer(x)
   return nn.SpectralNorm(layer)(x, update_stats=update_stats)
+
+
+def norm_groups(num_groups: int, channels: int) -> int:
+  """Groups of a GroupNorm over ``channels``: ``min(num_groups, channels)``, which must divide it."""
+  groups = min(num_groups, channels)
+  if channels % groups:
+    raise ValueError(
+        f'GroupNorm with {groups} groups cannot split {channels} channels; choose widths '
+        f'that are multiples of model.<kind>.num_groups, or lower it.')
+  return groups

@@ -23,10 +23,12 @@ import optax
 
 from trilemma_jax import losses
 from trilemma_jax.data.info import DatasetInfo
-from trilemma_jax.nets.vae_nets import make_vae_net
-from trilemma_jax.train_state import (Family, TrainState, ema_decay_with_warmup, ema_update)
+from trilemma_jax.families.vae.nets import make_vae_net
+from trilemma_jax.train_state import (Family, TrainState, ema_decay_with_warmup, ema_update,
+                                      new_state)
 
 LIKELIHOODS = ('gaussian', 'bernoulli')
+NET = 'vae'  # the one network's key in params and ema
 MIN_LOG_VAR = -14.0  # default floor of the decoder's log-variance (config.vae.min_log_var)
 
 
@@ -73,10 +75,11 @@ def elbo_terms(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likeliho
     in closed form; ``loss`` = recon + β·kl (the negative β-ELBO);
     ``kl_mc`` = log q(z|x) - log p(z) at the same z (its Monte-Carlo estimate).
   """
-  mean, log_var = net.apply(params, x)
+  variables = {'params': params}
+  mean, log_var = net.apply(variables, x)
   eps = jax.random.normal(rng, mean.shape)
   z = mean + jnp.exp(0.5 * log_var) * eps
-  out = net.apply(params, z, method='decode')
+  out = net.apply(variables, z, method='decode')
   recon = -log_likelihood(x, out, likelihood, min_log_var)
   kl = losses.gaussian_kl_standard_normal(mean, log_var)
   kl_mc = losses.gaussian_log_prob(z, mean, log_var) - losses.standard_normal_log_prob(z)
@@ -90,12 +93,13 @@ def iwae_bound(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likeliho
   With ``num_samples=1`` it equals ``-(recon + kl_mc)`` of :func:`elbo_terms` at the
   same key; it does not decrease (in expectation) as K grows (Burda et al. 2016).
   """
-  mean, log_var = net.apply(params, x)
+  variables = {'params': params}
+  mean, log_var = net.apply(variables, x)
   batch = x.shape[0]
   eps = jax.random.normal(rng, (num_samples, *mean.shape))
   z = mean + jnp.exp(0.5 * log_var) * eps  # [K, B, L]
   flat_z = z.reshape(num_samples * batch, -1)
-  out = net.apply(params, flat_z, method='decode')
+  out = net.apply(variables, flat_z, method='decode')
   x_rep = jnp.broadcast_to(x, (num_samples, *x.shape)).reshape(num_samples * batch, *x.shape[1:])
   log_px = log_likelihood(x_rep, out, likelihood, min_log_var).reshape(num_samples, batch)
   log_pz = losses.standard_normal_log_prob(flat_z).reshape(num_samples, batch)
@@ -113,7 +117,7 @@ def make_train_step(net: nn.Module, optimizer: optax.GradientTransformation, *,
     x = dequantise(batch['x'], rng_deq, levels if likelihood == 'gaussian' else None)
 
     def loss_fn(params):
-      terms = elbo_terms(net, params, x, rng_z, likelihood=likelihood, beta=beta,
+      terms = elbo_terms(net, params[NET], x, rng_z, likelihood=likelihood, beta=beta,
                          min_log_var=min_log_var)
       return jnp.mean(terms['loss']), terms
 
@@ -127,9 +131,9 @@ def make_train_step(net: nn.Module, optimizer: optax.GradientTransformation, *,
         'kl': jnp.mean(terms['kl']),
         'grad_norm': optax.tree.norm(grads),
     }
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              ema_params=ema_update(state.ema_params, params, decay))
-    return new_state, metrics
+    new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                        ema={NET: ema_update(state.ema[NET], params[NET], decay)})
+    return new, metrics
 
   return train_step
 
@@ -144,7 +148,7 @@ def sample(net: nn.Module, params, rng: jax.Array, n: int, *, latent_dim: int,
   """
   rng_z, rng_x = jax.random.split(rng)
   z = jax.random.normal(rng_z, (n, latent_dim))
-  out = net.apply(params, z, method='decode')
+  out = net.apply({'params': params}, z, method='decode')
   if likelihood == 'bernoulli':
     return 2.0 * jax.nn.sigmoid(out[..., 0]) - 1.0
   mean = out[..., 0]
@@ -156,8 +160,8 @@ def sample(net: nn.Module, params, rng: jax.Array, n: int, *, latent_dim: int,
 
 def reconstruct(net: nn.Module, params, x: jax.Array, *, likelihood: str) -> jax.Array:
   """Decoder mean at the posterior mean of q(z|x), ``[B, *shape]``."""
-  mean, _ = net.apply(params, x)
-  out = net.apply(params, mean, method='decode')
+  mean, _ = net.apply({'params': params}, x)
+  out = net.apply({'params': params}, mean, method='decode')
   if likelihood == 'bernoulli':
     return 2.0 * jax.nn.sigmoid(out[..., 0]) - 1.0
   return out[..., 0]
@@ -170,41 +174,36 @@ def make_optimizer(lr: float, *, b1: float = 0.9, b2: float = 0.999,
 
 
 def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family:
-  """The VAE as a :class:`Family`, from ``config.model``, ``config.optim`` and ``config.vae``."""
+  """The VAE :class:`Family` for a validated ``config`` on ``info``."""
   v, m, o = config.vae, config.model, config.optim
-  if v.likelihood not in LIKELIHOODS:
-    raise ValueError(f'config.vae.likelihood={v.likelihood!r}; expected one of {LIKELIHOODS}.')
-  if v.beta <= 0:
-    raise ValueError(f'config.vae.beta must be positive, got {v.beta}.')
-  if v.iwae_samples < 1:
-    raise ValueError(f'config.vae.iwae_samples must be >= 1, got {v.iwae_samples}.')
+  section = m[info.kind]
   net = make_vae_net(info.shape, latent_dim=m.latent_dim,
                      outputs_per_dim=_outputs_per_dim(v.likelihood),
-                     hidden=tuple(m.hidden), channels=tuple(m.channels),
-                     conv_hidden=m.conv_hidden)
+                     **({'hidden': tuple(section.hidden)} if info.kind == 'points' else
+                        {'channels': tuple(section.channels),
+                         'conv_hidden': section.conv_hidden}))
   optimizer = make_optimizer(o.lr, b1=o.b1, b2=o.b2, grad_clip=o.grad_clip)
   levels = info.levels
   dim = math.prod(info.shape)
-  min_log_var = float(v.get('min_log_var', MIN_LOG_VAR))
+  min_log_var = float(v.min_log_var)
 
   def init(rng, example_batch):
     x = jnp.asarray(example_batch['x'])
     z = jnp.zeros((x.shape[0], m.latent_dim))
-    params = net.init(jax.random.fold_in(rng, 0), x, z, method='init_all')
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params), ema_params=params, model_state={},
-                      rng=rng)
+    params = {NET: net.init(jax.random.fold_in(rng, 0), x, z, method='init_all')['params']}
+    return new_state(params, optimizer.init(params), rng, ema=params)
 
   def sample_fn(state, rng, n, *, noise=False):
-    return sample(net, state.ema_params, rng, n, latent_dim=m.latent_dim,
+    return sample(net, state.ema[NET], rng, n, latent_dim=m.latent_dim,
                   likelihood=v.likelihood, noise=noise, min_log_var=min_log_var)
 
   def evaluate(state, batch, rng):
     rng_deq, rng_z = jax.random.split(rng)
     deq_levels = levels if v.likelihood == 'gaussian' else None
     x = dequantise(batch['x'], rng_deq, deq_levels)
-    bound = iwae_bound(net, state.ema_params, x, rng_z, likelihood=v.likelihood,
-                       num_samples=v.iwae_samples, min_log_var=min_log_var) + log_bin_volume(info.shape, deq_levels)
+    bound = iwae_bound(net, state.ema[NET], x, rng_z, likelihood=v.likelihood,
+                       num_samples=v.iwae_samples, min_log_var=min_log_var)
+    bound = bound + log_bin_volume(info.shape, deq_levels)
     out = {'iwae_nats': -bound}
     if v.likelihood == 'gaussian':
       out['nll_bits_per_dim'] = -bound / (dim * math.log(2.0))
@@ -215,7 +214,7 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
   samplers = ({'prior': ({'noise': True}, 1)} if info.kind == 'points'
               else {'prior_mean': ({'noise': False}, 1)})
   return Family(
-      name='vae',
+      name=config.family,
       init=init,
       train_step=make_train_step(net, optimizer, likelihood=v.likelihood, beta=v.beta,
                                  levels=levels, ema_decay=config.ema.decay,
@@ -223,7 +222,6 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
       sample=sample_fn,
       samplers=samplers,
       evaluate=evaluate,
-      reconstruct=lambda state, x: reconstruct(net, state.ema_params, x,
+      reconstruct=lambda state, x: reconstruct(net, state.ema[NET], x,
                                                likelihood=v.likelihood),
   )
-

@@ -37,15 +37,6 @@ from trilemma_jax.nets.embeddings import TimeEmbedding
 _zero_init = nn.initializers.zeros
 
 
-def _groups(num_groups: int, channels: int) -> int:
-  groups = min(num_groups, channels)
-  if channels % groups:
-    raise ValueError(
-        f'GroupNorm with {groups} groups cannot split {channels} channels; choose widths '
-        f'that are multiples of model.num_groups, or lower it.')
-  return groups
-
-
 class MappingNetwork(nn.Module):
   """``z [B, nz] -> w [B, dim]``: pixel norm, then ``1 + num_layers`` Dense + activation.
 
@@ -83,7 +74,7 @@ class AdaptiveGroupNorm(nn.Module):
   @nn.compact
   def __call__(self, h: jax.Array, w: jax.Array) -> jax.Array:
     c = h.shape[-1]
-    norm = nn.GroupNorm(num_groups=_groups(self.num_groups, c), use_scale=False,
+    norm = nn.GroupNorm(num_groups=layers.norm_groups(self.num_groups, c), use_scale=False,
                         use_bias=False, epsilon=1e-6)
     # GroupNorm wants a feature axis after the batch; treat a flat [B, C] as 1 pixel.
     hn = norm(h[:, None, :]).reshape(h.shape) if h.ndim == 2 else norm(h)
@@ -138,7 +129,7 @@ class MLPGenerator(nn.Module):
   Attributes:
     width: hidden width (a multiple of ``num_groups``).
     num_blocks: residual blocks (two Dense layers each).
-    z_dim_emb: width of the style vector ``w`` (mapping network output).
+    z_emb_dim: width of the style vector ``w`` (mapping network output).
     mapping_layers: hidden layers of the mapping network after its first.
     time_dim: width of the time embedding.
     num_groups: groups of the adaptive group norms.
@@ -149,7 +140,7 @@ class MLPGenerator(nn.Module):
 
   width: int = 256
   num_blocks: int = 3
-  z_dim_emb: int = 128
+  z_emb_dim: int = 128
   mapping_layers: int = 3
   time_dim: int = 128
   num_groups: int = 16
@@ -163,7 +154,7 @@ class MLPGenerator(nn.Module):
     if x_t.ndim != 2:
       raise ValueError(f'MLPGenerator expects flat inputs [B, D], got shape {x_t.shape}.')
     act = layers.activation(self.activation)
-    w = MappingNetwork(self.z_dim_emb, self.mapping_layers, self.activation, name='mapping')(z)
+    w = MappingNetwork(self.z_emb_dim, self.mapping_layers, self.activation, name='mapping')(z)
     temb = TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale)
     h = nn.Dense(self.width, name='dense_in')(fourier_features(x_t, self.fourier_octaves))
     for i in range(self.num_blocks):
@@ -241,7 +232,7 @@ class UNetGenerator(nn.Module):
     ch: base channels.
     ch_mult: channel multiplier per resolution level (``len - 1`` halvings).
     num_res_blocks: residual blocks per level on the way down (one more up).
-    z_dim_emb, mapping_layers, time_dim, num_groups, activation: as in
+    z_emb_dim, mapping_layers, time_dim, num_groups, activation: as in
       :class:`MLPGenerator` (``time_dim`` defaults to ``4 * ch`` when None).
     tanh: squash the output to (-1, 1) (official generator for [-1, 1] images).
     time_scale: the time embedding sees ``time_scale * t``.
@@ -250,7 +241,7 @@ class UNetGenerator(nn.Module):
   ch: int = 32
   ch_mult: Sequence[int] = (1, 2)
   num_res_blocks: int = 1
-  z_dim_emb: int = 128
+  z_emb_dim: int = 128
   mapping_layers: int = 3
   time_dim: int | None = None
   num_groups: int = 8
@@ -270,7 +261,7 @@ class UNetGenerator(nn.Module):
           f'An image of {x_t.shape[1]}x{x_t.shape[2]} cannot be halved {levels - 1} times '
           f'(model.ch_mult={tuple(self.ch_mult)}); use fewer levels.')
     act = layers.activation(self.activation)
-    w = MappingNetwork(self.z_dim_emb, self.mapping_layers, 'leaky_relu', name='mapping')(z)
+    w = MappingNetwork(self.z_emb_dim, self.mapping_layers, 'leaky_relu', name='mapping')(z)
     time_dim = self.time_dim or 4 * self.ch
     temb = TimeEmbedding(self.ch, time_dim, name='time')(t * self.time_scale)
 

@@ -27,19 +27,16 @@ import ml_collections
 import optax
 
 from trilemma_jax import diffusion as dm
-from trilemma_jax import losses
+from trilemma_jax import losses, perf
 from trilemma_jax.data.info import DatasetInfo
-from trilemma_jax.nets.time_mlp import TimeMLP
-from trilemma_jax.nets.unet import UNet
-from trilemma_jax.train_state import Family, TrainState, ema_decay_with_warmup, ema_update
+from trilemma_jax.families.ddpm.nets import TimeMLP, UNet
+from trilemma_jax.train_state import (Family, TrainState, ema_decay_with_warmup, ema_update,
+                                      new_state)
 
 # (params, x_t [B, ...], t int32 [B], rng) -> network output [B, ...]
 ApplyFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
 SAMPLERS = ('ancestral', 'ddim')
-
-
-def _sum_except_batch(x: jax.Array) -> jax.Array:
-  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+NET = 'denoiser'  # the one network's key in params and ema
 
 
 # ------------------------------------------------------------------ training
@@ -67,8 +64,8 @@ def make_train_step(apply_fn: ApplyFn, optimizer: optax.GradientTransformation,
 
   def train_step(state: TrainState, batch):
     def loss_fn(params):
-      per_example = diffusion_loss(apply_fn, params, schedule, batch['x'], state.step_rng(),
-                                   prediction=prediction)
+      per_example = diffusion_loss(apply_fn, params[NET], schedule, batch['x'],
+                                   state.step_rng(), prediction=prediction)
       return jnp.mean(per_example)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -77,7 +74,7 @@ def make_train_step(apply_fn: ApplyFn, optimizer: optax.GradientTransformation,
     decay = ema_decay_with_warmup(state.step, ema_decay, ema_warmup)
     metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         ema_params=ema_update(state.ema_params, params, decay)), metrics
+                         ema={NET: ema_update(state.ema[NET], params[NET], decay)}), metrics
 
   return train_step
 
@@ -225,7 +222,7 @@ def variational_bound(apply_fn: ApplyFn, params, schedule: dm.Schedule, x0: jax.
       model_mean, _, _ = dm.posterior_mean_variance(schedule, x0_hat, xt, t)
       model_log_var = log_var[t].reshape((batch,) + (1,) * (x0.ndim - 1))
       kl = dm.normal_kl(true_mean, true_log_var, model_mean, model_log_var)
-      return total + _sum_except_batch(kl), None
+      return total + losses.sum_except_batch(kl), None
 
     diffusion, _ = jax.lax.scan(kl_term, diffusion, jnp.arange(num_terms, dtype=jnp.int32))
     diffusion = diffusion * ((num_steps - 1) / num_terms)
@@ -236,7 +233,7 @@ def variational_bound(apply_fn: ApplyFn, params, schedule: dm.Schedule, x0: jax.
   if bin_width is None:
     decoder = -losses.gaussian_log_prob(x0, x0_hat, jnp.broadcast_to(log_var[1], x0.shape))
   else:
-    decoder = -_sum_except_batch(
+    decoder = -losses.sum_except_batch(
         dm.discretized_gaussian_log_likelihood(x0, x0_hat, 0.5 * log_var[1], bin_width))
   prior = dm.prior_kl(schedule, x0)
   return {'prior': prior, 'diffusion': diffusion, 'decoder': decoder,
@@ -246,54 +243,21 @@ def variational_bound(apply_fn: ApplyFn, params, schedule: dm.Schedule, x0: jax.
 # ------------------------------------------------------------------ the family
 
 
-def make_denoiser(model: ml_collections.ConfigDict, info: DatasetInfo) -> nn.Module:
-  """A :class:`TimeMLP` for points, a :class:`UNet` for images."""
+def make_denoiser(config: ml_collections.ConfigDict, info: DatasetInfo) -> nn.Module:
+  """A :class:`TimeMLP` for points, a :class:`UNet` for images (``config.model.<kind>``)."""
+  m = config.model[info.kind]
   if info.kind == 'points':
-    return TimeMLP(hidden=tuple(model.hidden), time_dim=model.time_dim)
-  if info.kind == 'image':
-    return UNet(ch=model.ch, ch_mult=tuple(model.ch_mult), num_res_blocks=model.num_res_blocks,
-                attn_resolutions=tuple(model.attn_resolutions), dropout=model.dropout,
-                num_groups=model.num_groups)
-  raise ValueError(f"DDPM handles data of kind 'points' or 'image', got {info.kind!r}.")
-
-
-def init_key(rng: jax.Array) -> jax.Array:
-  """A key for parameter initialisation derived from the run's raw key.
-
-  It uses the 'rbg' implementation (XLA's RngBitGenerator for the bits):
-  threefry bits cost XLA:CPU about a second of compile time per parameter
-  tensor, a minute for a small U-Net; RBG bits compile about 10x faster. The
-  init is replicated, so every device draws the same parameters.
-  """
-  data = jax.random.bits(jax.random.fold_in(rng, 0), (4,), jnp.uint32)
-  return jax.random.wrap_key_data(data, impl='rbg')
-
-
-def _check_config(d: ml_collections.ConfigDict) -> None:
-  if d.prediction not in dm.PREDICTIONS:
-    raise ValueError(f'config.ddpm.prediction={d.prediction!r}; expected one of {dm.PREDICTIONS}.')
-  if d.variance not in dm.REVERSE_VARIANCES:
-    raise ValueError(
-        f'config.ddpm.variance={d.variance!r}; expected one of {dm.REVERSE_VARIANCES}.')
-  if d.schedule not in dm.SCHEDULES:
-    raise ValueError(f'config.ddpm.schedule={d.schedule!r}; expected one of {sorted(dm.SCHEDULES)}.')
-  if isinstance(d.timesteps, bool) or not isinstance(d.timesteps, int) or d.timesteps < 1:
-    raise ValueError(f'config.ddpm.timesteps must be a positive integer, got {d.timesteps!r}.')
-  for steps in d.ddim_steps:
-    if not 1 <= steps <= d.timesteps:
-      raise ValueError(
-          f'config.ddpm.ddim_steps holds {steps}, outside 1..timesteps={d.timesteps}.')
-  if not 0 <= d.vb_terms <= d.timesteps - 1:
-    raise ValueError(
-        f'config.ddpm.vb_terms={d.vb_terms} must be in 0..timesteps-1 (0: all terms).')
+    return TimeMLP(hidden=tuple(m.hidden), time_dim=m.time_dim)
+  return UNet(ch=m.ch, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+              attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
+              num_groups=m.num_groups)
 
 
 def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family:
-  """DDPM as a :class:`Family`, from ``config.model``, ``config.optim`` and ``config.ddpm``."""
+  """The DDPM :class:`Family` for a validated ``config`` on ``info``."""
   d, o = config.ddpm, config.optim
-  _check_config(d)
   schedule = dm.get_schedule(d.schedule, d.timesteps)
-  net = make_denoiser(config.model, info)
+  net = make_denoiser(config, info)
   optimizer = make_optimizer(o.lr, warmup_steps=o.warmup_steps, decay=o.decay,
                              total_steps=config.train.steps, b1=o.b1, b2=o.b2,
                              grad_clip=o.grad_clip)
@@ -311,19 +275,17 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
   def init(rng, example_batch):
     x = jnp.asarray(example_batch['x'])
     t = jnp.ones((x.shape[0],), jnp.int32)
-    params = net.init({'params': init_key(rng)}, x, t)['params']
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params), ema_params=params, model_state={},
-                      rng=rng)
+    params = {NET: net.init({'params': perf.param_init_key(rng)}, x, t)['params']}
+    return new_state(params, optimizer.init(params), rng, ema=params)
 
   def sample_fn(state, rng, n, *, sampler='ancestral', steps=None, eta=0.0):
-    x, _ = sample(eval_apply, state.ema_params, schedule, rng, n, info.shape,
+    x, _ = sample(eval_apply, state.ema[NET], schedule, rng, n, info.shape,
                   prediction=d.prediction, clip_x0=clip_x0, variance=d.variance,
                   sampler=sampler, steps=steps, eta=eta)
     return x
 
   def evaluate(state, batch, rng):
-    terms = variational_bound(eval_apply, state.ema_params, schedule, batch['x'], rng,
+    terms = variational_bound(eval_apply, state.ema[NET], schedule, batch['x'], rng,
                               prediction=d.prediction, clip_x0=clip_x0, variance=d.variance,
                               bin_width=bin_width, num_terms=d.vb_terms)
     to_bpd = 1.0 / (dim * math.log(2.0))
@@ -336,7 +298,7 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
   for steps in d.ddim_steps:
     samplers[f'ddim{steps}'] = ({'sampler': 'ddim', 'steps': steps, 'eta': d.ddim_eta}, steps)
   return Family(
-      name='ddpm',
+      name=config.family,
       init=init,
       train_step=make_train_step(train_apply, optimizer, schedule, prediction=d.prediction,
                                  ema_decay=config.ema.decay, ema_warmup=config.ema.warmup),

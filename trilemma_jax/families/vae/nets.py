@@ -58,9 +58,8 @@ class ConvEncoder(nn.Module):
 
   Pooling after a stride-1 conv rather than a stride-2 conv, and (in the decoder)
   nearest upsampling before a 3x3 conv rather than a transposed conv: on XLA:CPU
-  the gradients of strided and transposed convolutions take a slow path (a
-  digits VAE train step took 54 ms against 137-143 ms with 4x4 stride-2 and
-  transposed convs, both measured in one run on 2 loaded CPU cores).
+  the gradients of strided and transposed convolutions take a slow path
+  (docs/performance.md).
   """
 
   channels: Sequence[int]
@@ -139,8 +138,8 @@ def make_vae_net(shape: tuple[int, ...], *, latent_dim: int, outputs_per_dim: in
     factor = 2 ** len(channels)
     if shape[0] % factor or shape[1] % factor:
       raise ValueError(
-          f'Image size {shape[:2]} is not divisible by 2**len(model.channels)={factor}; '
-          'use fewer downsampling stages in config.model.channels.')
+          f'Image size {shape[:2]} is not divisible by 2**len(channels)={factor}; use '
+          'fewer downsampling stages (config.model.image.channels).')
     return VAENet(ConvEncoder(tuple(channels), latent_dim, conv_hidden),
                   ConvDecoder(tuple(channels), tuple(shape), outputs_per_dim, conv_hidden))
   raise ValueError(f'VAE supports (D,) points or (H, W, C) images, got example shape {shape}.')

@@ -1,18 +1,23 @@
-"""Profiles of the trilemma main job (experiments/trilemma.py).
+"""Profiles of the trilemma job (:mod:`trilemma_jax.harness`, ``experiments/trilemma.py``).
 
 A profile names the datasets, families and seeds, and per (family, dataset) the
-overrides of the family's config (experiments/configs/<family>.py) that set the
-budget. Families on the same dataset get comparable budgets: the same data, the
-same batch size where the family allows it, and training times of the same
-order on the profile's target machine.
+overrides of the family's config that set the budget. Families on the same
+dataset get comparable budgets: the same data, the same batch size where the
+family allows it, and training times of the same order on the profile's target
+machine. How the budgets of the ``default`` profile were sized is in
+``docs/budgets.md``.
+
+A profile outside this module (say, one that adds a family of a user's) is named
+by ``'<import path of a module>:<attribute>'``, e.g. ``my_project.profiles:SMALL``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Mapping
 
-FAMILIES = ('vae', 'gan', 'ddpm', 'ddgan')
+from trilemma_jax.families import BUILTIN as BUILTIN_FAMILIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,8 +25,8 @@ class Profile:
   """What the main job trains and how it scores it.
 
   Attributes:
-    datasets: dataset names (see experiments/configs/*.py).
-    families: families trained on every dataset.
+    datasets: dataset names (see :func:`trilemma_jax.data.load_info`).
+    families: families trained on every dataset (built-in names or import paths).
     seeds: seeds of every (family, dataset); rows report mean ± std over them.
     overrides: ``{(family, dataset): {'train.steps': 2000, ...}}`` applied to
       the family's config for that dataset; ``(family, '*')`` applies to every
@@ -33,7 +38,7 @@ class Profile:
   """
 
   datasets: tuple[str, ...]
-  families: tuple[str, ...] = FAMILIES
+  families: tuple[str, ...] = BUILTIN_FAMILIES
   seeds: tuple[int, ...] = (0, 1, 2)
   overrides: Mapping[tuple[str, str], Mapping[str, Any]] = dataclasses.field(
       default_factory=dict)
@@ -49,16 +54,8 @@ class Profile:
 
 _TINY = {'train.steps': 60, 'train.log_every': 20, 'train.checkpoint_every': 60}
 
-# The README main job must finish in 20 minutes on 2 CPU cores, set-up included,
-# so every family gets a shorter run than its config's default. Measured on an
-# idle 2-core machine with the previous budgets (grid25 DDPM 4000 steps; digits
-# DDPM 1500 at T = 200, DDGAN 500 steps; the rest as now) the job took 19 min
-# 14 s, the digits DDPM runs alone ~110 s each (training 42 s, bound 7 s, scoring
-# and timing its three samplers 51 s), hence the cuts below. VAE digits at 1000
-# steps was tried and left nearly collapsed (recall 0.017 against 0.25 at 1500),
-# so it keeps 1500. DDPM on digits uses T = 100 (linearly rescaled betas,
-# ``diffusion.linear_schedule``): at T = 1000 its ancestral sampler alone would
-# take ~2 minutes per seed for the 1,000 scored images.
+# Every family gets a shorter run than its config's default: the main job must
+# finish in 20 minutes on 2 CPU cores, set-up included (docs/budgets.md).
 _DEFAULT = {
     ('vae', 'grid25'): {'train.steps': 4000},
     ('gan', 'grid25'): {'train.steps': 6000},
@@ -115,8 +112,18 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str) -> Profile:
+def get_profile(spec: str) -> Profile:
+  """A profile of :data:`PROFILES` by name, or ``'<module>:<attribute>'`` from anywhere."""
+  if spec in PROFILES:
+    return PROFILES[spec]
+  module_name, _, attribute = spec.partition(':')
+  if not attribute:
+    raise ValueError(f'Unknown profile {spec!r}; expected one of {sorted(PROFILES)} or '
+                     "'<module>:<attribute>' naming a Profile.")
   try:
-    return PROFILES[name]
-  except KeyError:
-    raise ValueError(f'Unknown profile {name!r}; expected one of {sorted(PROFILES)}.') from None
+    profile = getattr(importlib.import_module(module_name), attribute)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f'Profile {spec!r} cannot be loaded: {e}.') from None
+  if not isinstance(profile, Profile):
+    raise ValueError(f'{spec} is a {type(profile).__name__}, not a trilemma_jax Profile.')
+  return profile

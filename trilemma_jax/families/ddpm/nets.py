@@ -1,6 +1,8 @@
-"""The time-conditional U-Net of Ho et al. (2020) for images, NHWC.
+"""DDPM denoisers: the time-conditional U-Net of Ho et al. (2020) for images (NHWC),
+and a time-conditional MLP for 2-D (or any flat) data.
 
-Structure (their Appendix B, with widths and depth made configurable):
+The U-Net, 
+following their Appendix B, with widths and depth made configurable):
 a 3x3 input convolution; per resolution level ``num_res_blocks`` residual blocks
 (GroupNorm, SiLU, 3x3 conv, plus a projection of the time embedding; GroupNorm,
 SiLU, dropout, 3x3 conv) with self-attention at the resolutions listed in
@@ -22,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from trilemma_jax.nets import layers
 from trilemma_jax.nets.embeddings import TimeEmbedding
 
 # Ho et al. initialise with a Glorot-uniform ("fan_avg") variance scaling, and the
@@ -37,12 +40,8 @@ def _conv3x3(features: int, *, zero: bool = False, strides: int = 1, name: str |
 
 
 def _group_norm(num_groups: int, channels: int, name: str) -> nn.GroupNorm:
-  groups = min(num_groups, channels)
-  if channels % groups:
-    raise ValueError(
-        f'GroupNorm with {groups} groups cannot split {channels} channels; choose a base '
-        f'width and channel multipliers giving multiples of model.num_groups, or lower it.')
-  return nn.GroupNorm(num_groups=groups, epsilon=1e-6, name=name)
+  return nn.GroupNorm(num_groups=layers.norm_groups(num_groups, channels), epsilon=1e-6,
+                      name=name)
 
 
 class ResBlock(nn.Module):
@@ -162,3 +161,44 @@ class UNet(nn.Module):
     h = nn.silu(_group_norm(self.num_groups, h.shape[-1], 'norm_out')(h))
     out_ch = x.shape[-1] if self.out_ch is None else self.out_ch
     return _conv3x3(out_ch, zero=True, name='conv_out')(h)
+
+
+class TimeMLP(nn.Module):
+  """``f(x_t, t)`` for flat inputs: SiLU layers, each told the time step.
+
+  Every hidden layer adds a learned projection of the time embedding to its
+  pre-activation, so that the network can behave differently at every noise
+  level rather than only through its first layer.
+
+  Attributes:
+    hidden: widths of the hidden layers, e.g. ``(256, 256, 256, 256)``.
+    time_dim: width of the sinusoidal time features and of the time MLP.
+    out_dim: output width; None means the input width (an ε, x0 or v estimate).
+  """
+
+  hidden: Sequence[int] = (256, 256, 256, 256)
+  time_dim: int = 128
+  out_dim: int | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
+    """Applies the network.
+
+    Args:
+      x: ``[B, D]`` noisy inputs.
+      t: ``[B]`` time indices.
+      train: unused (no dropout); kept so every denoiser has the same call.
+
+    Returns:
+      ``[B, out_dim or D]``.
+    """
+    del train
+    if x.ndim != 2:
+      raise ValueError(f'TimeMLP expects flat inputs [B, D], got shape {x.shape}.')
+    emb = TimeEmbedding(self.time_dim, self.time_dim, name='time')(t)
+    h = x
+    for i, width in enumerate(self.hidden):
+      h = nn.Dense(width, name=f'dense_{i}')(h) + nn.Dense(width, name=f'time_{i}')(emb)
+      h = nn.silu(h)
+    out_dim = x.shape[-1] if self.out_dim is None else self.out_dim
+    return nn.Dense(out_dim, name='out')(h)

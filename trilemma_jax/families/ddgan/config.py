@@ -1,0 +1,168 @@
+r"""DDGAN configs: residual MLPs on 2-D points, a small AdaGN U-Net on images.
+
+  python experiments/train.py --config trilemma_jax/families/ddgan/config.py:grid25 \
+      --workdir runs/ddgan_grid25
+  python experiments/train.py --config trilemma_jax/families/ddgan/config.py:digits \
+      --workdir runs/ddgan_digits --config.ddgan.num_steps=2
+
+Defaults follow the official CIFAR-10 recipe (NVlabs/denoising-diffusion-gan:
+T = 4, VP schedule beta_min 0.1 / beta_max 20, a 100-d latent through a mapping
+network, Adam(0.5, 0.9), lr_G 1.6e-4 / lr_D 1.25e-4, R1 gamma 0.02 every 15
+steps without rescaling, cosine lr decay to 1e-5) except where a CPU run of a
+few minutes needs otherwise; docs/ddgan_recipe.md has the measurements behind
+every departure:
+
+* EMA 0.999 with the warm-up of ``train_state.ema_decay_with_warmup`` instead of
+  0.9999 (a few thousand steps would sample from near-initial weights).
+* 2-D points: Fourier-feature inputs, a generator built on the linear
+  denoiser (``ddgan.skip_generator``), ReLU, R1 every step, lr 1e-3.
+* 8x8 digits: three D updates per G update and lr 1e-3.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from trilemma_jax import data, validation
+from trilemma_jax.config import base_config
+from trilemma_jax.data.info import DatasetInfo
+from trilemma_jax.families import adversarial
+
+
+def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
+  """The config for ``dataset`` (any name :func:`trilemma_jax.data.load_info` knows)."""
+  kind = data.kind_of(dataset)
+  c = base_config('ddgan', dataset, kind)
+
+  c.ddgan = ml_collections.ConfigDict()
+  c.ddgan.num_steps = 4  # T: 1 (a one-shot GAN), 2, 4 or 8; NFE = T
+  c.ddgan.beta_min = 0.1
+  c.ddgan.beta_max = 20.0
+  c.ddgan.data_scale = 1.0  # the networks see data_scale * x; samples are divided back
+  c.ddgan.r1_gamma = 0.02  # gamma of gamma/2 ||grad_{x_{t-1}} D(real)||^2; 0 = off
+  c.ddgan.r1_every = 15  # lazy R1 (official: applied every 15 D updates, not rescaled)
+  c.ddgan.n_critic = 1  # D updates per G update
+  # G = c_skip x_t + c_out body (SkipGenerator), with the data's std from DatasetInfo.
+  c.ddgan.skip_generator = False
+
+  c.model.latent_dim = 100  # z (the official code's nz)
+  c.model.z_emb_dim = 128  # style vector w from the mapping network
+  c.model.mapping_layers = 3
+  c.model.time_dim = 128
+  c.model.num_groups = 16
+  c.model.g_activation = 'leaky_relu'
+  c.model.d_activation = 'leaky_relu'
+
+  c.optim.g_lr = 1.6e-4
+  c.optim.d_lr = 1.25e-4
+  c.optim.b1 = 0.5
+  c.optim.b2 = 0.9
+  c.optim.cosine_decay = True
+  c.optim.min_lr = 1e-5
+
+  if kind == 'points':
+    _points(c)
+    return c
+
+  im = c.model.image  # AdaGN U-Net generator, residual conv discriminator
+  im.ch = 32
+  im.ch_mult = (1, 2)
+  im.num_res_blocks = 1
+  im.d_channels = (64, 128)
+  if dataset in ('digits', 'stacked_digits'):
+    # Three D updates per G update and lr 1e-3: with one, D never caught up
+    # with G (docs/ddgan_recipe.md).
+    c.model.g_activation = 'silu'
+    c.model.num_groups = 8
+    c.model.z_emb_dim = 64
+    im.ch = 16
+    im.d_channels = (32, 64)  # 8x8 -> 4x4 -> 2x2
+    c.ddgan.n_critic = 3
+    c.optim.g_lr = 1e-3
+    c.optim.d_lr = 1e-3
+    c.data.batch_size = 64
+    c.train.steps = 1200
+  elif dataset == 'fashion_mnist':
+    c.model.g_activation = 'silu'
+    c.model.num_groups = 8
+    im.ch_mult = (1, 2, 2)  # 28 -> 14 -> 7
+    im.d_channels = (64, 128, 256)
+    c.data.batch_size = 64
+    c.train.steps = 5000
+  else:  # 32x32 images: the official CIFAR-10 scale is an accelerator job
+    c.model.g_activation = 'silu'
+    c.model.num_groups = 32
+    im.ch = 64
+    im.ch_mult = (1, 2, 2, 2)
+    im.num_res_blocks = 2
+    im.d_channels = (64, 128, 256, 512)
+    c.ema.decay = 0.9999
+    c.data.batch_size = 64
+    c.train.steps = 400_000
+    c.train.checkpoint_every = 10_000
+  return c
+
+
+def _points(c: ml_collections.ConfigDict) -> None:
+  """2-D mixtures: what the grid25 investigation found (docs/ddgan_recipe.md)."""
+  c.ddgan.skip_generator = True
+  c.ddgan.r1_gamma = 0.1
+  c.ddgan.r1_every = 1
+  c.model.g_activation = 'relu'
+  c.model.d_activation = 'relu'
+  c.model.z_emb_dim = 64
+  p = c.model.points  # residual MLP generator, plain MLP discriminator
+  p.g_width = 128
+  p.g_blocks = 3
+  p.g_fourier_octaves = 4
+  p.d_fourier_octaves = 4
+  p.d_widths = (128, 128, 128)
+  c.optim.g_lr = 1e-3
+  c.optim.d_lr = 1e-3
+  c.optim.cosine_decay = False
+  c.data.batch_size = 256
+  c.train.steps = 3000
+  c.train.log_every = 200
+  c.train.num_samples = 2500  # the size the mode metrics are defined on
+
+
+def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
+  """Checks ``model``, ``optim`` and ``ddgan`` (the shared keys are checked before)."""
+  positive_ints = validation.tuple_of(validation.positive_int)
+  if info.kind == 'points':
+    section = {'model.points.g_width': validation.positive_int,
+               'model.points.g_blocks': validation.positive_int,
+               'model.points.g_fourier_octaves': validation.non_negative_int,
+               'model.points.d_fourier_octaves': validation.non_negative_int,
+               'model.points.d_widths': positive_ints}
+  else:
+    section = {'model.image.ch': validation.positive_int,
+               'model.image.ch_mult': positive_ints,
+               'model.image.num_res_blocks': validation.positive_int,
+               'model.image.d_channels': positive_ints}
+  validation.check_config(config, {
+      **adversarial.CONFIG_CHECKS,
+      'model.z_emb_dim': validation.positive_int,
+      'model.mapping_layers': validation.non_negative_int,
+      'model.time_dim': validation.positive_int,
+      'model.num_groups': validation.positive_int,
+      **section,
+      'optim.cosine_decay': validation.boolean,
+      'optim.min_lr': validation.non_negative,
+      'ddgan.num_steps': validation.positive_int,
+      'ddgan.beta_min': validation.positive,
+      'ddgan.beta_max': validation.positive,
+      'ddgan.data_scale': validation.positive,
+      'ddgan.r1_gamma': validation.non_negative,
+      'ddgan.r1_every': validation.positive_int,
+      'ddgan.n_critic': validation.positive_int,
+      'ddgan.skip_generator': validation.boolean,
+  })
+  if config.ddgan.beta_max < config.ddgan.beta_min:
+    raise ValueError(f'config.ddgan.beta_max={config.ddgan.beta_max} is below '
+                     f'config.ddgan.beta_min={config.ddgan.beta_min}.')
+  if config.ddgan.skip_generator and info.data_std is None:
+    raise ValueError(
+        f'config.ddgan.skip_generator=True needs the per-coordinate std of the data, which '
+        f'{info.name!r} does not state (only the Gaussian mixtures do); set '
+        '--config.ddgan.skip_generator=False.')

@@ -1,0 +1,287 @@
+"""The denoising diffusion GAN family (Xiao, Kreis & Vahdat, ICLR 2022).
+
+A diffusion with few large steps (T = 1, 2, 4, 8) whose reverse step is a
+conditional GAN instead of a Gaussian: the generator predicts the clean data,
+``x0_hat = G(x_t, z, t)`` with a latent ``z``, and the step draws
+``x_{t-1} ~ q(x_{t-1} | x_t, x_0 = x0_hat)`` (the Gaussian posterior of the
+forward process, :func:`trilemma_jax.diffusion.posterior_sample`). The
+discriminator ``D(x_{t-1}, x_t, t)`` tells the real pairs of the forward chain
+from these fake pairs. T = 1 is a one-shot GAN with the same networks
+(``x_1`` is nearly pure noise and ``x_0 = G(x_1, z, 1)``).
+
+Time indices follow :mod:`trilemma_jax.diffusion`: ``t`` in ``1..T``, index 0 is
+the data, the schedule is the official VP discretisation
+(:func:`~trilemma_jax.diffusion.ddgan_vp_schedule`).
+
+One compiled step (official ``train_ddgan.py`` order): ``n_critic`` discriminator
+updates, then one generator update on fresh ``t``, pairs and ``z``, then the EMA of
+the generator.
+
+* Real pair: ``x_{t-1} ~ q(x_{t-1} | x_0)`` then ``x_t ~ q(x_t | x_{t-1})``.
+* Fake pair: ``x0_hat = G(x_t, z, t)``, ``x'_{t-1} ~ q(x_{t-1} | x_t, x0_hat)``,
+  scored as ``D(x'_{t-1}, x_t, t)``.
+* Losses (non-saturating): D ``softplus(-D(real)) + softplus(D(fake))``, G
+  ``softplus(-D(fake))``; R1 ``gamma/2 ||grad_{x_{t-1}} D(real)||^2`` on the real
+  ``x_{t-1}`` (``x_t`` held fixed), applied on every ``r1_every``-th
+  discriminator update. Lazy R1 follows the official code: the penalty is NOT
+  multiplied by ``r1_every`` (StyleGAN2 and the GAN family do), so the official
+  gamma = 0.02 every 15 steps means what it meant there; the average strength
+  is ``gamma / r1_every``.
+
+The step is the shared adversarial core (:mod:`trilemma_jax.families.adversarial`)
+with the pairs above as its draws.
+
+Data scale: the schedule assumes data of roughly unit scale (``x_T`` has
+variance ~1). ``data_scale`` multiplies the data on the way in and divides the
+samples on the way out, so a run on the 2-D mixtures (coordinates up to 4)
+can train on unit-scale data while every sample comes back in data
+coordinates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from trilemma_jax import diffusion
+from trilemma_jax.data.info import DatasetInfo
+from trilemma_jax.diffusion import Schedule
+from trilemma_jax.families import adversarial
+from trilemma_jax.families.adversarial import GENERATOR, Draw
+from trilemma_jax.families.ddgan.nets import (ConvDiscriminator, MLPDiscriminator, MLPGenerator,
+                                              SkipGenerator, UNetGenerator)
+from trilemma_jax.train_state import Batch, Family, TrainState
+
+# (params, x_t, z, t) -> x0_hat
+GeneratorFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+# ------------------------------------------------------------------ the pairs
+
+
+def sample_t(key: jax.Array, batch: int, num_steps: int) -> jax.Array:
+  """``[batch]`` int32 time indices, uniform in ``1..num_steps``."""
+  return jax.random.randint(key, (batch,), 1, num_steps + 1, dtype=jnp.int32)
+
+
+def fake_prev(schedule: Schedule, x0_hat: jax.Array, x_t: jax.Array, t: jax.Array,
+              key: jax.Array) -> jax.Array:
+  """``x'_{t-1} ~ q(x_{t-1} | x_t, x_0 = x0_hat)``: the generator's reverse step, ``[B, ...]``.
+
+  Exactly ``x0_hat`` at ``t = 1`` (the posterior variance is 0 there).
+  """
+  noise = jax.random.normal(key, x_t.shape, x_t.dtype)
+  return diffusion.posterior_sample(schedule, x0_hat, x_t, t, noise)
+
+
+def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
+              data_scale: float = 1.0) -> adversarial.DrawFn:
+  """Real and fake pairs of one update, from fresh ``t``, chain noise, ``z`` and posterior noise.
+
+  The update's key is split four ways, in this order: ``t``, the real pair,
+  ``z``, the posterior noise of the fake step. The discriminator sees ``x_{t-1}``
+  (real or fake) beside ``cond = (x_t, t)``; the draw reports ``x0_rmse``, the
+  root mean squared error of ``x0_hat`` against the ``x0`` that made ``x_t``, in
+  data units (a diagnostic, not a training target).
+  """
+
+  def draw(g_params, batch: Batch, key: jax.Array) -> Draw:
+    x0 = batch['x'] * data_scale
+    t_key, pair_key, z_key, post_key = jax.random.split(key, 4)
+    b = x0.shape[0]
+    t = sample_t(t_key, b, schedule.num_steps)
+    k1, k2 = jax.random.split(pair_key)
+    x_prev, x_t = diffusion.q_sample_pair(schedule, x0, t,
+                                          jax.random.normal(k1, x0.shape, x0.dtype),
+                                          jax.random.normal(k2, x0.shape, x0.dtype))
+    z = jax.random.normal(z_key, (b, latent_dim), x0.dtype)
+    x0_hat = g_apply(g_params, x_t, z, t)
+    x_fake = fake_prev(schedule, x0_hat, x_t, t, post_key)
+    rmse = jnp.sqrt(jnp.mean(jnp.square(x0_hat - x0))) / data_scale
+    return Draw(real=x_prev, fake=x_fake, cond=(x_t, t), metrics={'x0_rmse': rmse})
+
+  return draw
+
+
+# --------------------------------------------------------------- state, step
+
+
+def init_state(generator: nn.Module, discriminator: nn.Module,
+               g_optimizer: optax.GradientTransformation,
+               d_optimizer: optax.GradientTransformation, rng: jax.Array, example_batch: Batch,
+               *, latent_dim: int) -> TrainState:
+  """A fresh state for the pair (see :func:`trilemma_jax.families.adversarial.init_state`).
+
+  Args:
+    generator: module called as ``G(x_t, z, t)``.
+    discriminator: module called as ``D(x_prev, x_t, t)``.
+    g_optimizer, d_optimizer: their optax optimisers.
+    rng: the run's base key ``uint32[2]``, stored as ``state.rng``.
+    example_batch: ``{'x': [B, *shape], ...}``; only the shape is used.
+    latent_dim: dimension of ``z``.
+  """
+  g_params, d_variables = init_networks(generator, discriminator, rng, example_batch,
+                                        latent_dim=latent_dim)
+  return adversarial.init_state(g_params, d_variables, g_optimizer, d_optimizer, rng)
+
+
+def init_networks(generator: nn.Module, discriminator: nn.Module, rng: jax.Array,
+                  example_batch: Batch, *, latent_dim: int):
+  """``(generator params, discriminator variables)`` for the shapes of ``example_batch``."""
+  x = jnp.zeros_like(jnp.asarray(example_batch['x'])[:1])
+  t = jnp.ones((1,), jnp.int32)
+  g_key, d_key = jax.random.split(rng)
+  g_params = generator.init(g_key, x, jnp.zeros((1, latent_dim), x.dtype), t)['params']
+  return g_params, discriminator.init(d_key, x, x, t)
+
+
+def make_train_step(generator: nn.Module, discriminator: nn.Module,
+                    g_optimizer: optax.GradientTransformation,
+                    d_optimizer: optax.GradientTransformation, schedule: Schedule, *,
+                    latent_dim: int, data_scale: float = 1.0, n_critic: int = 1,
+                    r1_gamma: float = 0.02, r1_every: int = 1, ema_decay: float = 0.999,
+                    ema_warmup: bool = True) -> Callable:
+  """The pure step ``(state, batch) -> (state, metrics)`` (see the module docstring).
+
+  Args:
+    generator, discriminator: the modules.
+    g_optimizer, d_optimizer: optax optimisers matching ``state.opt_state``.
+    schedule: the diffusion with ``T = schedule.num_steps`` steps.
+    latent_dim: dimension of ``z``.
+    data_scale: the networks see ``data_scale * batch['x']``.
+    n_critic: discriminator updates per step (same real batch, fresh t, pairs, z).
+    r1_gamma: gamma of the R1 penalty gamma/2 ||grad D(real)||^2; 0 disables it.
+    r1_every: apply R1 on every k-th discriminator update (not rescaled by k).
+    ema_decay, ema_warmup: generator EMA (see ``ema_decay_with_warmup``).
+
+  Returns:
+    The step; its metrics are the adversarial core's plus ``x0_rmse``.
+  """
+  g_apply = lambda p, x_t, z, t: generator.apply({'params': p}, x_t, z, t)
+
+  def d_apply(d_params, d_state, x_prev, cond, update_stats):
+    del update_stats  # the discriminator keeps no statistics
+    x_t, t = cond
+    return discriminator.apply({'params': d_params}, x_prev, x_t, t), d_state
+
+  return adversarial.make_train_step(
+      make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale), d_apply,
+      g_optimizer, d_optimizer, loss='non_saturating', n_critic=n_critic, r1_gamma=r1_gamma,
+      r1_every=r1_every, r1_rescale=False, ema_decay=ema_decay, ema_warmup=ema_warmup)
+
+
+# ------------------------------------------------------------------- sampling
+
+
+def sample_chain(generator: nn.Module, g_params: Any, schedule: Schedule, rng: jax.Array,
+                 x_T: jax.Array, *, latent_dim: int) -> jax.Array:
+  """Runs the reverse chain ``x_T -> x_0`` in T compiled steps (``lax.scan``); NFE = T.
+
+  Step ``t = T..1``: ``x0_hat = G(x_t, z_t, t)`` with a fresh ``z_t``, then
+  ``x_{t-1} ~ q(x_{t-1} | x_t, x0_hat)``; at ``t = 1`` this is ``x0_hat`` itself.
+  The randomness of step ``t`` comes from ``fold_in(rng, t)``.
+
+  Args:
+    generator: module called as ``G(x_t, z, t)``.
+    g_params: its parameters (the EMA ones for sampling).
+    schedule: the diffusion.
+    rng: key of the latents and posterior noises.
+    x_T: ``[n, ...]`` the starting noise (network scale).
+    latent_dim: dimension of ``z``.
+
+  Returns:
+    ``[n, ...]`` samples on the network's scale.
+  """
+  n = x_T.shape[0]
+
+  def step(x, t):
+    z_key, noise_key = jax.random.split(jax.random.fold_in(rng, t))
+    tb = jnp.full((n,), t, jnp.int32)
+    z = jax.random.normal(z_key, (n, latent_dim), x.dtype)
+    x0_hat = generator.apply({'params': g_params}, x, z, tb)
+    return fake_prev(schedule, x0_hat, x, tb, noise_key), None
+
+  ts = jnp.arange(schedule.num_steps, 0, -1, dtype=jnp.int32)
+  x, _ = jax.lax.scan(step, x_T, ts)
+  return x
+
+
+def make_sampler(generator: nn.Module, schedule: Schedule, shape: tuple[int, ...], *,
+                 latent_dim: int, data_scale: float = 1.0) -> Callable[..., jax.Array]:
+  """``sample(state, rng, n) -> [n, *shape]`` in data coordinates from the EMA generator."""
+
+  def sample(state: TrainState, rng: jax.Array, n: int) -> jax.Array:
+    prior_key, chain_key = jax.random.split(rng)
+    x_T = jax.random.normal(prior_key, (n, *shape), jnp.float32)
+    return sample_chain(generator, state.ema[GENERATOR], schedule, chain_key, x_T,
+                        latent_dim=latent_dim) / data_scale
+
+  return sample
+
+
+# --------------------------------------------------------------------- config
+
+
+def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
+                   schedule: Schedule) -> tuple[nn.Module, nn.Module]:
+  """The generator and discriminator for ``info``: MLPs for points, U-Net/conv for images."""
+  m, d = config.model, config.ddgan
+  time_scale = 1000.0 / schedule.num_steps
+  if info.kind == 'points':
+    p = m.points
+    generator = MLPGenerator(width=p.g_width, num_blocks=p.g_blocks, z_emb_dim=m.z_emb_dim,
+                             mapping_layers=m.mapping_layers, time_dim=m.time_dim,
+                             num_groups=m.num_groups, activation=m.g_activation,
+                             fourier_octaves=p.g_fourier_octaves, time_scale=time_scale)
+    discriminator = MLPDiscriminator(widths=tuple(p.d_widths), time_dim=m.time_dim,
+                                     activation=m.d_activation,
+                                     fourier_octaves=p.d_fourier_octaves, time_scale=time_scale)
+  else:
+    im = m.image
+    generator = UNetGenerator(ch=im.ch, ch_mult=tuple(im.ch_mult),
+                              num_res_blocks=im.num_res_blocks, z_emb_dim=m.z_emb_dim,
+                              mapping_layers=m.mapping_layers, num_groups=m.num_groups,
+                              activation=m.g_activation, time_scale=time_scale)
+    discriminator = ConvDiscriminator(channels=tuple(im.d_channels), time_dim=m.time_dim,
+                                      activation=m.d_activation, time_scale=time_scale)
+  if d.skip_generator:
+    generator = SkipGenerator(generator, tuple(float(a) for a in schedule.alpha_bars),
+                              info.data_std * float(d.data_scale))
+  return generator, discriminator
+
+
+def _optimizer(lr: float, o: ml_collections.ConfigDict,
+               steps: int) -> optax.GradientTransformation:
+  # Official recipe: cosine annealing of both learning rates down to min_lr.
+  schedule = optax.cosine_decay_schedule(lr, steps, alpha=min(o.min_lr / lr, 1.0)) \
+      if o.cosine_decay else lr
+  return optax.adam(schedule, b1=o.b1, b2=o.b2)
+
+
+def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family:
+  """The DDGAN :class:`Family` for a validated ``config`` on ``info``."""
+  d = config.ddgan
+  schedule = diffusion.ddgan_vp_schedule(d.num_steps, beta_min=d.beta_min, beta_max=d.beta_max)
+  generator, discriminator = build_networks(config, info, schedule)
+  o = config.optim
+  g_optimizer = _optimizer(o.g_lr, o, config.train.steps)
+  d_optimizer = _optimizer(o.d_lr, o, config.train.steps * d.n_critic)
+  latent_dim = config.model.latent_dim
+  train_step = make_train_step(
+      generator, discriminator, g_optimizer, d_optimizer, schedule, latent_dim=latent_dim,
+      data_scale=float(d.data_scale), n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
+      r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup)
+
+  return adversarial.make_family(
+      config.family,
+      lambda rng, batch: init_networks(generator, discriminator, rng, batch,
+                                       latent_dim=latent_dim),
+      g_optimizer, d_optimizer, train_step,
+      make_sampler(generator, schedule, tuple(info.shape), latent_dim=latent_dim,
+                   data_scale=float(d.data_scale)),
+      {f'ddgan{d.num_steps}': ({}, d.num_steps)})

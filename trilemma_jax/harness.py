@@ -1,0 +1,147 @@
+"""The trilemma job: every family of a profile on the same data, measured side by side.
+
+``run_profile(profile, workdir)`` trains (or resumes) one run per dataset, family
+and seed under ``workdir/runs/<dataset>/<family>/seed_<s>``, evaluates it
+(``eval.json`` beside it) and writes
+
+* ``workdir/report.json``: ``{'profile', 'description', 'rows', 'wall_seconds'}``,
+  one row per (family, sampler, dataset) with the mean and ``<name>_std`` over
+  the seeds;
+* ``workdir/report.md``: the same as a table;
+* ``workdir/trilemma.png``: quality against samples/s, coverage as colour;
+* ``workdir/samples/<dataset>_<family>.png``: the first seed's sample picture.
+
+Running it again on the same ``workdir`` reuses finished evaluations and resumes
+unfinished runs; a run of other settings than the profile's is refused (the
+resume rule of :data:`trilemma_jax.config.RESUMABLE`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from typing import Any, Sequence
+
+import ml_collections
+
+from trilemma_jax import config as config_lib
+from trilemma_jax import data as data_lib
+from trilemma_jax import evaluation, families, report, train
+from trilemma_jax.profiles import Profile
+
+
+def family_config(family: str, dataset: str, seed: int,
+                  overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """The family's config for ``dataset`` with the profile's overrides and ``seed``."""
+  config = families.get_config(family, dataset, overrides)
+  config.seed = seed
+  config.train.progress = False
+  return config
+
+
+def run_dir(out: str, dataset: str, family: str, seed: int) -> str:
+  return os.path.join(out, 'runs', dataset.replace(':', '_'), family, f'seed_{seed}')
+
+
+def check_same_setting(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises if ``workdir`` holds a run that ``config`` may not continue."""
+  path = os.path.join(workdir, 'config.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      config_lib.check_resumable(json.load(f), config, workdir)
+
+
+def eval_settings(config: ml_collections.ConfigDict, profile: Profile) -> dict[str, Any]:
+  """What an ``eval.json`` depends on beyond the trained weights: reused only if equal."""
+  eval_section = config.get('eval')
+  return {'train_steps': config.train.steps, 'num_samples': profile.num_samples,
+          'speed_repeats': profile.speed_repeats,
+          'eval': eval_section.to_dict() if eval_section is not None else None}
+
+
+def run_one(config: ml_collections.ConfigDict, workdir: str,
+            profile: Profile) -> list[dict[str, Any]]:
+  """Trains (or resumes) and evaluates one run; reuses an evaluation of the same settings."""
+  check_same_setting(config, workdir)
+  settings = eval_settings(config, profile)
+  eval_path = os.path.join(workdir, 'eval.json')
+  if os.path.exists(eval_path):
+    with open(eval_path) as f:
+      saved = json.load(f)
+    if saved.get('settings') == json.loads(json.dumps(settings)) and saved['rows']:
+      return saved['rows']
+  train.train_and_evaluate(config, workdir)
+  rows = evaluation.evaluate_run(workdir, num_samples=profile.num_samples,
+                                 speed_repeats=profile.speed_repeats)
+  evaluation.write_eval(workdir, rows, settings)
+  return rows
+
+
+def select(profile: Profile, *, families_: Sequence[str] | None = None,
+           datasets: Sequence[str] | None = None) -> Profile:
+  """The profile restricted to some of its families and datasets."""
+  for chosen, field in ((families_, 'families'), (datasets, 'datasets')):
+    if chosen:
+      unknown = sorted(set(chosen) - set(getattr(profile, field)))
+      if unknown:
+        raise ValueError(f'{field} {unknown} are not in the profile ({", ".join(getattr(profile, field))}).')
+      profile = dataclasses.replace(profile, **{field: tuple(chosen)})
+  return profile
+
+
+def run_profile(profile: Profile, out: str, *, name: str = '',
+                progress: bool = True) -> dict[str, Any]:
+  """Runs every (dataset, family, seed) of ``profile`` under ``out`` and writes the report.
+
+  Every config is built and validated, and every existing run checked against
+  it, before anything trains: a bad override or a stale run fails at once.
+
+  Returns:
+    The contents of ``report.json``.
+  """
+  os.makedirs(out, exist_ok=True)
+  jobs = [(d, f, s) for d in profile.datasets for f in profile.families for s in profile.seeds]
+  configs = {job: family_config(job[1], job[0], job[2], profile.overrides_for(job[1], job[0]))
+             for job in jobs}
+  for (dataset, family, seed), config in configs.items():
+    families.validate(config, data_lib.load_info(dataset, data_dir=config.data.data_dir or None))
+    check_same_setting(config, run_dir(out, dataset, family, seed))
+
+  per_setting: dict[tuple, list[dict]] = {}
+  start = time.perf_counter()
+  bar = jobs
+  if progress:
+    from tqdm.auto import tqdm
+    bar = tqdm(jobs, unit='run', dynamic_ncols=True)
+  for dataset, family, seed in bar:
+    if progress:
+      bar.set_description(f'{family} on {dataset}, seed {seed}')
+    workdir = run_dir(out, dataset, family, seed)
+    for row in run_one(configs[(dataset, family, seed)], workdir, profile):
+      per_setting.setdefault((row['dataset'], row['family'], row['sampler']), []).append(row)
+    if seed == profile.seeds[0]:
+      _copy_sample_picture(workdir, out, dataset, family)
+  rows = [report.aggregate(v) for v in per_setting.values()]
+
+  result = {'profile': name, 'description': profile.description, 'rows': rows,
+            'wall_seconds': time.perf_counter() - start}
+  with open(os.path.join(out, 'report.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  with open(os.path.join(out, 'report.md'), 'w') as f:
+    f.write(f'# Trilemma report: profile `{name}`\n\n{profile.description}\n\n')
+    f.write(report.markdown_table(rows))
+  report.trilemma_figure(rows, os.path.join(out, 'trilemma.png'))
+  return result
+
+
+def _copy_sample_picture(workdir: str, out: str, dataset: str, family: str) -> None:
+  """Copies the run's final sample picture to ``out/samples/<dataset>_<family>.png``."""
+  samples_dir = os.path.join(workdir, 'samples')
+  pictures = sorted(p for p in os.listdir(samples_dir) if p.startswith('step_'))
+  if pictures:
+    os.makedirs(os.path.join(out, 'samples'), exist_ok=True)
+    target = os.path.join(out, 'samples', f"{dataset.replace(':', '_')}_{family}.png")
+    shutil.copyfile(os.path.join(samples_dir, pictures[-1]), target)

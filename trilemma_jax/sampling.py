@@ -1,0 +1,42 @@
+"""Drawing samples from a trained state with one of its family's named samplers."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import numpy as np
+
+from trilemma_jax.train_state import Family, TrainState
+
+
+def sampler_fn(family: Family, sampler: str | None = None) -> Callable[..., jax.Array]:
+  """``fn(state, rng, n)`` for the named sampler (default: the family's first), jitted.
+
+  ``n`` is static: each batch size compiles once.
+  """
+  name = sampler or next(iter(family.samplers))
+  if name not in family.samplers:
+    raise ValueError(f'{family.name} has no sampler {name!r}; it has {list(family.samplers)}.')
+  kwargs, _ = family.samplers[name]
+  fn = jax.jit(family.sample, static_argnums=(2,), static_argnames=tuple(kwargs))
+  return lambda state, rng, n: fn(state, rng, n, **kwargs)
+
+
+def draw(fn: Callable[..., jax.Array], state: TrainState, n: int, *, batch: int,
+         seed: int = 0) -> np.ndarray:
+  """``n`` samples from ``fn(state, rng, batch)`` in batches (one compiled program), as numpy.
+
+  Batch ``i`` draws from ``fold_in(PRNGKey(seed), i)``.
+  """
+  key = jax.random.PRNGKey(seed)
+  chunks = [np.asarray(fn(state, jax.random.fold_in(key, i), batch))
+            for i in range(math.ceil(n / batch))]
+  return np.concatenate(chunks)[:n]
+
+
+def draw_samples(family: Family, state: TrainState, n: int, seed: int = 0,
+                 sampler: str | None = None) -> np.ndarray:
+  """``n`` samples with the named sampler (default: the family's first) in one call, as numpy."""
+  return np.asarray(sampler_fn(family, sampler)(state, jax.random.PRNGKey(seed), n))
