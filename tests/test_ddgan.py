@@ -467,8 +467,6 @@ def test_one_and_eight_devices_agree(info, n_critic):
     ('ddgan', 'r1_every', 0, 'config.ddgan.r1_every must be a positive integer, got 0.'),
     ('ddgan', 'r1_gamma', -1.0, 'config.ddgan.r1_gamma must be a non-negative number, got -1.0.'),
     ('ddgan', 'data_scale', 0.0, 'config.ddgan.data_scale must be a positive number, got 0.0.'),
-    ('ddgan', 'skip_generator', 2.83, 'config.ddgan.skip_generator must be True or False, got '
-                                      '2.83.'),
     ('model', 'latent_dim', 0, 'config.model.latent_dim must be a positive integer, got 0.'),
 ])
 def test_bad_settings_name_the_key(section, key, value, match):
