@@ -30,7 +30,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
   try:
-    profile = harness.select(profiles.get_profile(_PROFILE.value), families_=_FAMILIES.value,
+    profile = harness.select(profiles.get_profile(_PROFILE.value), family_names=_FAMILIES.value,
                              datasets=_DATASETS.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from None

@@ -120,9 +120,9 @@ def test_an_evaluation_is_reused_only_for_the_same_settings():
 
 def test_profile_selection_and_profiles_by_import_path():
   quick = profiles.get_profile('quick')
-  assert harness.select(quick, families_=['gan'], datasets=['digits']).families == ('gan',)
+  assert harness.select(quick, family_names=['gan'], datasets=['digits']).families == ('gan',)
   with pytest.raises(ValueError, match=r"families \['gann'\] are not in the profile"):
-    harness.select(quick, families_=['gann'])
+    harness.select(quick, family_names=['gann'])
   with pytest.raises(ValueError, match='cannot be loaded'):
     profiles.get_profile('trilemma_jax.profiles:NO_SUCH_PROFILE')
   with pytest.raises(ValueError, match='is a dict, not a trilemma_jax Profile'):

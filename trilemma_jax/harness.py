@@ -80,10 +80,10 @@ def run_one(config: ml_collections.ConfigDict, workdir: str,
   return rows
 
 
-def select(profile: Profile, *, families_: Sequence[str] | None = None,
+def select(profile: Profile, *, family_names: Sequence[str] | None = None,
            datasets: Sequence[str] | None = None) -> Profile:
   """The profile restricted to some of its families and datasets."""
-  for chosen, field in ((families_, 'families'), (datasets, 'datasets')):
+  for chosen, field in ((family_names, 'families'), (datasets, 'datasets')):
     if chosen:
       unknown = sorted(set(chosen) - set(getattr(profile, field)))
       if unknown:

@@ -1,0 +1,49 @@
+r"""Speed of every family's train step and samplers, and of the DDPM U-Net alone.
+
+  python experiments/benchmark.py [--profile default] [--families ddgan --datasets grid25] \
+      [--out runs/benchmark.json]
+
+For each family and dataset of the profile (with the profile's settings): train
+steps/s and examples/s (median over timed windows after a warm-up), compile
+seconds apart, achieved GFLOP/s from XLA's cost analysis and its share of a
+float32 matmul peak measured in the same run, and samples/s at batch 100 per
+sampler; then the DDPM U-Net at 28x28 (widths 32, 64, 64) and 8x8 (32, 64),
+batch 128. Results go to --out as JSON. Timings on a shared machine are noisy:
+compare figures of one run as ratios.
+"""
+
+import json
+import os
+
+from absl import app, flags, logging
+
+from trilemma_jax import benchmark, profiles
+
+_PROFILE = flags.DEFINE_string('profile', 'default', 'Profile whose cases are timed.')
+_FAMILIES = flags.DEFINE_list('families', None, "Subset of the profile's families.")
+_DATASETS = flags.DEFINE_list('datasets', None, "Subset of the profile's datasets.")
+_UNET = flags.DEFINE_bool('unet', True, 'Also time the DDPM U-Net at 28x28 and 8x8.')
+_SAMPLERS = flags.DEFINE_bool('samplers', True, 'Also time every sampler at batch 100.')
+_WINDOWS = flags.DEFINE_integer('windows', 5, 'Timed windows per case (the median is kept).')
+_OUT = flags.DEFINE_string('out', 'runs/benchmark.json', 'Where the JSON result goes.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  try:
+    profiles.get_profile(_PROFILE.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  result = benchmark.run(profile_name=_PROFILE.value, family_names=_FAMILIES.value,
+                         datasets=_DATASETS.value, unet=_UNET.value, samplers=_SAMPLERS.value,
+                         windows=_WINDOWS.value)
+  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+  with open(_OUT.value, 'w') as f:
+    json.dump(result, f, indent=2)
+  print(f'wrote {_OUT.value}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,35 @@
+"""The benchmark's measurements: FLOP counts, a train-step case, a sampler case."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from trilemma_jax import benchmark, families
+
+
+def test_flops_of_a_matmul_are_two_n_cubed():
+  a = jnp.ones((64, 32))
+  b = jnp.ones((32, 16))
+  compiled = jax.jit(lambda x, y: x @ y).lower(a, b).compile()
+  assert benchmark.flops_of(compiled) == 2 * 64 * 32 * 16
+
+
+def test_a_train_step_case_reports_speed_flops_and_samplers():
+  config = families.get_config('gan', 'grid25', {'data.batch_size': 64})
+  row = benchmark.bench_train_step(config, windows=2, steps_per_window=3, peak_gflops=100.0)
+  state, family = row.pop('_state'), row.pop('_family')
+  assert row['steps_per_second'] > 0
+  assert row['examples_per_second'] == pytest.approx(64 * row['steps_per_second'])
+  assert row['flops_per_step'] > 0 and row['compile_seconds'] > 0
+  assert row['peak_fraction'] == pytest.approx(row['gflops'] / 100.0)
+  assert row['params'] == sum(x.size for x in jax.tree.leaves(state.params))
+  samplers = benchmark.bench_samplers(family, state, repeats=1)
+  assert list(samplers) == ['generator'] and samplers['generator']['samples_per_second'] > 0
+
+
+def test_cases_follow_the_profile():
+  profile = benchmark.profiles.get_profile('default')
+  assert len(benchmark.profile_cases(profile)) == len(profile.families) * len(profile.datasets)
+  cases = benchmark.profile_cases(profile, ['ddgan', 'vae'], ['digits'])
+  assert cases == [('ddgan', 'digits', profile.overrides_for('ddgan', 'digits')),
+                   ('vae', 'digits', profile.overrides_for('vae', 'digits'))]

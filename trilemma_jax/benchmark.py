@@ -1,0 +1,186 @@
+"""Speed of the train steps and samplers on the device at hand, against its matmul peak.
+
+Every figure is a median over timed windows that follow a warm-up, with
+``block_until_ready`` before the clock is read; compile time is reported apart.
+Achieved GFLOP/s come from XLA's cost analysis of the compiled program (the
+FLOPs XLA counts for one call) divided by the measured time, and are put
+beside the peak of a large float32 matmul measured in the same run, so that
+machines of different speed can be compared as ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trilemma_jax import checkpoints, data, families, parallel, profiles, sampling
+from trilemma_jax.evaluation import speed as speed_lib
+from trilemma_jax.train_state import new_rng
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+  """GFLOP/s of an ``n x n`` float32 matmul (median of ``repeats`` after a warm-up)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(lambda x, y: x @ y)
+  jax.block_until_ready(f(a, a))
+  return 2 * n ** 3 / _median_seconds(lambda: f(a, a), repeats) / 1e9
+
+
+def flops_of(compiled) -> float | None:
+  """FLOPs of one call of a compiled program by XLA's cost analysis (None if unknown)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  flops = (analysis or {}).get('flops')
+  return float(flops) if flops and flops > 0 else None
+
+
+def machine() -> dict[str, Any]:
+  """What the figures were measured on."""
+  model = platform.processor()
+  try:
+    with open('/proc/cpuinfo') as f:
+      model = next((line.split(':', 1)[1].strip() for line in f
+                    if line.startswith('model name')), model)
+  except OSError:
+    pass
+  device = jax.devices()[0]
+  return {'cpu': model, 'cpu_count': os.cpu_count(), 'platform': device.platform,
+          'device_kind': device.device_kind, 'device_count': jax.device_count(),
+          'jax': jax.__version__}
+
+
+def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None = None,
+                     peak_gflops: float | None = None) -> dict[str, Any]:
+  """Train-step speed of ``config``'s family on its dataset, one device.
+
+  The step is the one training compiles (:func:`trilemma_jax.parallel.jit_train_step`)
+  on real batches of the dataset, prefetched to the device.
+
+  Returns:
+    ``steps_per_second`` and ``examples_per_second`` (medians over ``windows``),
+    ``compile_seconds``, ``flops_per_step``, ``gflops`` (achieved) and
+    ``peak_fraction`` (of ``peak_gflops``, when given), ``batch_size``,
+    ``params`` (trained parameters in all networks).
+  """
+  info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
+  family = families.build(config, info)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = parallel.jit_init(family.init, mesh)(new_rng(config.seed),
+                                               checkpoints.example_batch(info))
+  source = data.get_source(config.data.name, 'train', data_dir=config.data.data_dir or None)
+  iterator = data.train_iterator(source, global_batch_size=config.data.batch_size,
+                                 seed=config.seed)
+  batches = [parallel.shard_batch(next(iterator), mesh) for _ in range(8)]
+  step = parallel.jit_train_step(family.train_step, mesh)
+  start = time.perf_counter()
+  compiled = step.lower(state, batches[0]).compile()
+  compile_seconds = time.perf_counter() - start
+  flops = flops_of(compiled)
+
+  state, _ = compiled(state, batches[0])  # warm-up
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  state, _ = compiled(state, batches[1])
+  once = time.perf_counter() - start if jax.block_until_ready(state) is not None else 0.0
+  n = steps_per_window or max(5, min(200, int(1.0 / max(once, 1e-4))))
+
+  def window():
+    nonlocal state
+    for i in range(n):
+      state, metrics = compiled(state, batches[i % len(batches)])
+    return state
+
+  seconds = _median_seconds(window, windows) / n
+  result = {
+      'steps_per_second': 1.0 / seconds,
+      'examples_per_second': config.data.batch_size / seconds,
+      'batch_size': config.data.batch_size,
+      'compile_seconds': compile_seconds,
+      'flops_per_step': flops,
+      'gflops': flops / seconds / 1e9 if flops else None,
+      'params': int(sum(x.size for x in jax.tree.leaves(state.params))),
+  }
+  if peak_gflops and result['gflops']:
+    result['peak_fraction'] = result['gflops'] / peak_gflops
+  result['_state'] = state
+  result['_family'] = family
+  return result
+
+
+def bench_samplers(family, state, *, repeats: int = 3) -> dict[str, dict[str, Any]]:
+  """Samples/s at batch 100 per named sampler, compile time apart."""
+  out = {}
+  for name, (_, nfe) in family.samplers.items():
+    fn = sampling.sampler_fn(family, name)
+    out[name] = {'nfe': nfe, **speed_lib.sampler_speed(fn, state, nfe=nfe, repeats=repeats)}
+  return out
+
+
+def profile_cases(profile: profiles.Profile, family_names: Sequence[str] | None = None,
+                  datasets: Sequence[str] | None = None) -> list[tuple[str, str, dict]]:
+  """``(family, dataset, overrides)`` of every family and dataset of the profile."""
+  return [(f, d, profile.overrides_for(f, d))
+          for d in (datasets or profile.datasets) for f in (family_names or profile.families)]
+
+
+def unet_cases() -> list[tuple[str, dict[str, Any]]]:
+  """The DDPM U-Net alone: 28x28 widths (32, 64, 64) and 8x8 widths (32, 64), batch 128."""
+  return [
+      ('unet_28x28', {'data.name': 'fashion_mnist', 'model.image.ch': 32,
+                      'model.image.ch_mult': (1, 2, 2), 'model.image.attn_resolutions': (7,),
+                      'data.batch_size': 128}),
+      ('unet_8x8', {'data.name': 'digits', 'model.image.ch': 32, 'model.image.ch_mult': (1, 2),
+                    'data.batch_size': 128}),
+  ]
+
+
+def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = None,
+        datasets: Sequence[str] | None = None, unet: bool = True, samplers: bool = True,
+        windows: int = 5, log: Callable[[str], None] = print) -> dict[str, Any]:
+  """The whole benchmark; returns the JSON-ready result."""
+  peak = matmul_peak()
+  log(f'matmul peak {peak:.1f} GFLOP/s')
+  result: dict[str, Any] = {'machine': machine(), 'matmul_peak_gflops': peak,
+                            'profile': profile_name, 'cases': []}
+  cases = [(f'{f}/{d}', f, d, o) for f, d, o in profile_cases(
+      profiles.get_profile(profile_name), family_names, datasets)]
+  if unet:
+    cases += [(name, 'ddpm', o['data.name'], o) for name, o in unet_cases()]
+  for name, family_name, dataset, overrides in cases:
+    overrides = {k: v for k, v in overrides.items() if k != 'data.name'}
+    config = families.get_config(family_name, dataset, overrides)
+    row = bench_train_step(config, windows=windows, peak_gflops=peak)
+    state, family = row.pop('_state'), row.pop('_family')
+    row = {'case': name, 'family': family_name, 'dataset': dataset, **row}
+    if samplers and not name.startswith('unet'):
+      row['samplers'] = bench_samplers(family, state)
+    log(_describe(row))
+    result['cases'].append(row)
+  return result
+
+
+def _describe(row: dict[str, Any]) -> str:
+  text = (f"{row['case']}: {row['steps_per_second']:.1f} steps/s, "
+          f"{row['examples_per_second']:.0f} examples/s, compile {row['compile_seconds']:.1f} s")
+  if row.get('gflops'):
+    text += f", {row['gflops']:.1f} GFLOP/s ({100 * row.get('peak_fraction', 0):.0f}% of peak)"
+  for name, s in row.get('samplers', {}).items():
+    text += f"; {name} {s['samples_per_second']:.0f} samples/s"
+  return text
