@@ -160,13 +160,17 @@ def test_quick_profile_end_to_end_and_reuse(tmp_path, host_devices_env):
       assert r['nll_bits_per_dim'] is not None
   assert (tmp_path / 'trilemma.png').stat().st_size > 10_000
   assert 'digits_ddgan.png' in os.listdir(tmp_path / 'samples')
+  runs = report_json['runs']
+  assert len(runs) == 2 * 4 * 2  # datasets x families x seeds
+  assert all(r['train_seconds'] > 0 and r['evaluation_seconds'] > 0 for r in runs)
 
   # A second run reuses every finished run and evaluation.
   evals = sorted(str(p) for p in tmp_path.glob('runs/*/*/*/eval.json'))
   before = {p: os.path.getmtime(p) for p in evals}
   subprocess.run(cmd, check=True, env=env, capture_output=True)
   assert {p: os.path.getmtime(p) for p in evals} == before
-  assert json.load(open(tmp_path / 'report.json'))['rows'] == rows
+  again = json.load(open(tmp_path / 'report.json'))
+  assert again['rows'] == rows and again['runs'] == runs
 
 
 def _tiny_vae_run(tmp_path, dataset):

@@ -4,9 +4,10 @@
 and seed under ``workdir/runs/<dataset>/<family>/seed_<s>``, evaluates it
 (``eval.json`` beside it) and writes
 
-* ``workdir/report.json``: ``{'profile', 'description', 'rows', 'wall_seconds'}``,
-  one row per (family, sampler, dataset) with the mean and ``<name>_std`` over
-  the seeds;
+* ``workdir/report.json``: ``{'profile', 'description', 'rows', 'wall_seconds',
+  'runs'}``, one row per (family, sampler, dataset) with the mean and
+  ``<name>_std`` over the seeds, and per run the wall seconds of its training
+  and its evaluation;
 * ``workdir/report.md``: the same as a table;
 * ``workdir/trilemma.png``: quality against samples/s, coverage as colour;
 * ``workdir/samples/<dataset>_<family>.png``: the first seed's sample picture.
@@ -63,8 +64,14 @@ def eval_settings(config: ml_collections.ConfigDict, profile: Profile) -> dict[s
 
 
 def run_one(config: ml_collections.ConfigDict, workdir: str,
-            profile: Profile) -> list[dict[str, Any]]:
-  """Trains (or resumes) and evaluates one run; reuses an evaluation of the same settings."""
+            profile: Profile) -> tuple[list[dict[str, Any]], dict[str, float]]:
+  """Trains (or resumes) and evaluates one run; reuses an evaluation of the same settings.
+
+  Returns:
+    The run's rows, and the wall seconds of its phases: ``train`` (training,
+    compile and the final outputs included) and ``evaluation`` (as measured
+    when the evaluation was made).
+  """
   check_same_setting(config, workdir)
   settings = eval_settings(config, profile)
   eval_path = os.path.join(workdir, 'eval.json')
@@ -72,12 +79,15 @@ def run_one(config: ml_collections.ConfigDict, workdir: str,
     with open(eval_path) as f:
       saved = json.load(f)
     if saved.get('settings') == json.loads(json.dumps(settings)) and saved['rows']:
-      return saved['rows']
+      return saved['rows'], saved.get('timing', {})
+  start = time.perf_counter()
   train.train_and_evaluate(config, workdir)
+  trained = time.perf_counter()
   rows = evaluation.evaluate_run(workdir, num_samples=profile.num_samples,
                                  speed_repeats=profile.speed_repeats)
-  evaluation.write_eval(workdir, rows, settings)
-  return rows
+  timing = {'train': trained - start, 'evaluation': time.perf_counter() - trained}
+  evaluation.write_eval(workdir, rows, settings, timing)
+  return rows, timing
 
 
 def select(profile: Profile, *, family_names: Sequence[str] | None = None,
@@ -111,6 +121,7 @@ def run_profile(profile: Profile, out: str, *, name: str = '',
     check_same_setting(config, run_dir(out, dataset, family, seed))
 
   per_setting: dict[tuple, list[dict]] = {}
+  runs = []
   start = time.perf_counter()
   bar = jobs
   if progress:
@@ -120,14 +131,17 @@ def run_profile(profile: Profile, out: str, *, name: str = '',
     if progress:
       bar.set_description(f'{family} on {dataset}, seed {seed}')
     workdir = run_dir(out, dataset, family, seed)
-    for row in run_one(configs[(dataset, family, seed)], workdir, profile):
+    rows, timing = run_one(configs[(dataset, family, seed)], workdir, profile)
+    runs.append({'dataset': dataset, 'family': family, 'seed': seed,
+                 **{f'{k}_seconds': v for k, v in timing.items()}})
+    for row in rows:
       per_setting.setdefault((row['dataset'], row['family'], row['sampler']), []).append(row)
     if seed == profile.seeds[0]:
       _copy_sample_picture(workdir, out, dataset, family)
   rows = [report.aggregate(v) for v in per_setting.values()]
 
   result = {'profile': name, 'description': profile.description, 'rows': rows,
-            'wall_seconds': time.perf_counter() - start}
+            'wall_seconds': time.perf_counter() - start, 'runs': runs}
   with open(os.path.join(out, 'report.json'), 'w') as f:
     json.dump(result, f, indent=2)
   with open(os.path.join(out, 'report.md'), 'w') as f:

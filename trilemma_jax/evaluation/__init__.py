@@ -145,15 +145,16 @@ def _likelihood(workdir, config, family, state, step, examples, seed) -> dict[st
 
 
 def write_eval(workdir: str, rows: list[dict[str, Any]],
-               settings: dict[str, Any] | None = None) -> str:
+               settings: dict[str, Any] | None = None,
+               timing: dict[str, float] | None = None) -> str:
   """Writes ``workdir/eval.json`` atomically and returns its path.
 
   ``settings`` records how the rows were made (the harness compares them
-  before reusing the file).
+  before reusing the file); ``timing`` the wall seconds the run's phases took.
   """
   path = os.path.join(workdir, 'eval.json')
   with open(path + '.tmp', 'w') as f:
-    json.dump({'workdir': os.path.abspath(workdir), 'settings': settings or {}, 'rows': rows},
-              f, indent=2)
+    json.dump({'workdir': os.path.abspath(workdir), 'settings': settings or {},
+               'timing': timing or {}, 'rows': rows}, f, indent=2)
   os.replace(path + '.tmp', path)
   return path
