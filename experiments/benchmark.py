@@ -25,6 +25,9 @@ _DATASETS = flags.DEFINE_list('datasets', None, "Subset of the profile's dataset
 _UNET = flags.DEFINE_bool('unet', True, 'Also time the DDPM U-Net at 28x28 and 8x8.')
 _SAMPLERS = flags.DEFINE_bool('samplers', True, 'Also time every sampler at batch 100.')
 _WINDOWS = flags.DEFINE_integer('windows', 5, 'Timed windows per case (the median is kept).')
+_STEPS_PER_DISPATCH = flags.DEFINE_integer(
+    'steps_per_dispatch', 1, 'Train steps per compiled call (train.steps_per_dispatch).',
+    lower_bound=1)
 _OUT = flags.DEFINE_string('out', 'runs/benchmark.json', 'Where the JSON result goes.')
 
 
@@ -38,7 +41,7 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   result = benchmark.run(profile_name=_PROFILE.value, family_names=_FAMILIES.value,
                          datasets=_DATASETS.value, unet=_UNET.value, samplers=_SAMPLERS.value,
-                         windows=_WINDOWS.value)
+                         windows=_WINDOWS.value, steps_per_dispatch=_STEPS_PER_DISPATCH.value)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value, 'w') as f:
     json.dump(result, f, indent=2)

@@ -70,8 +70,9 @@ def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None =
                      peak_gflops: float | None = None) -> dict[str, Any]:
   """Train-step speed of ``config``'s family on its dataset, one device.
 
-  The step is the one training compiles (:func:`trilemma_jax.parallel.jit_train_step`)
-  on real batches of the dataset, prefetched to the device.
+  The step is the one training compiles (:func:`trilemma_jax.parallel.jit_train_step`,
+  or :func:`~trilemma_jax.parallel.jit_train_steps` for ``train.steps_per_dispatch``
+  steps per call) on real batches of the dataset, prefetched to the device.
 
   Returns:
     ``steps_per_second`` and ``examples_per_second`` (medians over ``windows``),
@@ -87,11 +88,18 @@ def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None =
   source = data.get_source(config.data.name, 'train', data_dir=config.data.data_dir or None)
   iterator = data.train_iterator(source, global_batch_size=config.data.batch_size,
                                  seed=config.seed)
-  batches = [parallel.shard_batch(next(iterator), mesh) for _ in range(8)]
-  step = parallel.jit_train_step(family.train_step, mesh)
+  k = config.train.steps_per_dispatch
+  if k == 1:
+    batches = [parallel.shard_batch(next(iterator), mesh) for _ in range(8)]
+    step = parallel.jit_train_step(family.train_step, mesh)
+  else:
+    batches = [parallel.shard_batches([next(iterator) for _ in range(k)], mesh)
+               for _ in range(2)]
+    step = parallel.jit_train_steps(family.train_step, mesh)
   start = time.perf_counter()
   compiled = step.lower(state, batches[0]).compile()
   compile_seconds = time.perf_counter() - start
+  # XLA's cost analysis counts the body of the scan once, i.e. one step's FLOPs.
   flops = flops_of(compiled)
 
   state, _ = compiled(state, batches[0])  # warm-up
@@ -99,7 +107,7 @@ def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None =
   start = time.perf_counter()
   state, _ = compiled(state, batches[1])
   once = time.perf_counter() - start if jax.block_until_ready(state) is not None else 0.0
-  n = steps_per_window or max(5, min(200, int(1.0 / max(once, 1e-4))))
+  n = steps_per_window or max(3, min(200, int(1.0 / max(once, 1e-4))))
 
   def window():
     nonlocal state
@@ -107,8 +115,9 @@ def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None =
       state, metrics = compiled(state, batches[i % len(batches)])
     return state
 
-  seconds = _median_seconds(window, windows) / n
+  seconds = _median_seconds(window, windows) / (n * k)
   result = {
+      'steps_per_dispatch': k,
       'steps_per_second': 1.0 / seconds,
       'examples_per_second': config.data.batch_size / seconds,
       'batch_size': config.data.batch_size,
@@ -153,18 +162,21 @@ def unet_cases() -> list[tuple[str, dict[str, Any]]]:
 
 def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = None,
         datasets: Sequence[str] | None = None, unet: bool = True, samplers: bool = True,
-        windows: int = 5, log: Callable[[str], None] = print) -> dict[str, Any]:
+        windows: int = 5, steps_per_dispatch: int = 1,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
   """The whole benchmark; returns the JSON-ready result."""
   peak = matmul_peak()
   log(f'matmul peak {peak:.1f} GFLOP/s')
   result: dict[str, Any] = {'machine': machine(), 'matmul_peak_gflops': peak,
-                            'profile': profile_name, 'cases': []}
+                            'profile': profile_name, 'steps_per_dispatch': steps_per_dispatch,
+                            'cases': []}
   cases = [(f'{f}/{d}', f, d, o) for f, d, o in profile_cases(
       profiles.get_profile(profile_name), family_names, datasets)]
   if unet:
     cases += [(name, 'ddpm', o['data.name'], o) for name, o in unet_cases()]
   for name, family_name, dataset, overrides in cases:
     overrides = {k: v for k, v in overrides.items() if k != 'data.name'}
+    overrides['train.steps_per_dispatch'] = steps_per_dispatch
     config = families.get_config(family_name, dataset, overrides)
     row = bench_train_step(config, windows=windows, peak_gflops=peak)
     state, family = row.pop('_state'), row.pop('_family')

@@ -60,6 +60,31 @@ def jit_train_step(train_step: Callable, mesh: Mesh) -> Callable:
   )
 
 
+def jit_train_steps(train_step: Callable, mesh: Mesh) -> Callable:
+  """``(state, batches) -> (state, metrics)``: ``K`` steps in one call (``lax.scan``).
+
+  ``batches`` stacks ``K`` batches on a leading axis (see :func:`shard_batches`);
+  the metrics come back stacked the same way. One program is compiled per ``K``.
+  """
+  def steps(state, batches):
+    return jax.lax.scan(train_step, state, batches)
+
+  return jax.jit(
+      steps,
+      in_shardings=(replicated(mesh), NamedSharding(mesh, P(None, DATA_AXIS))),
+      out_shardings=(replicated(mesh), replicated(mesh)),
+      donate_argnums=(0,),
+  )
+
+
+def shard_batches(local_batches: Sequence[Any], mesh: Mesh) -> Any:
+  """``K`` of this process's batches as global arrays ``[K, global batch, ...]``."""
+  sharding = NamedSharding(mesh, P(None, DATA_AXIS))
+  return jax.tree.map(
+      lambda *xs: jax.make_array_from_process_local_data(sharding, np.stack(xs)),
+      *local_batches)
+
+
 def jit_init(init: Callable, mesh: Mesh) -> Callable:
   """``init(rng, example_batch)`` compiled so the state is born replicated on the mesh.
 

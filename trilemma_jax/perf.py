@@ -14,6 +14,9 @@ choice buys was measured and is written up in ``docs/performance.md``.
   backward pass saves; elsewhere ``lax.cond`` skips it off schedule.
 * Large parameter initialisations draw their bits with the 'rbg' generator:
   threefry bits took XLA:CPU about a second of compile time per tensor.
+* Several train steps per call (``train.steps_per_dispatch``) are a
+  ``lax.scan``; on CPU the convolutions inside it leave the fast library path,
+  so only MLP steps are worth scanning there.
 """
 
 from __future__ import annotations
@@ -61,6 +64,15 @@ def scan_or_unroll(body: Callable[[Any, int], tuple[Any, Any]], carry: Any,
       outs.append(out)
     return carry, jax.tree.map(lambda *v: jnp.stack(v), *outs)
   return jax.lax.scan(body, carry, jnp.arange(length, dtype=jnp.int32))
+
+
+def scanned_steps_are_fast(kind: str, devices: Sequence[jax.Device] | None = None) -> bool:
+  """Whether a ``lax.scan`` over train steps of nets for ``kind`` data runs at full speed.
+
+  False for conv nets (``kind='image'``) on CPU, where the scanned steps ran
+  tens of times slower than single steps.
+  """
+  return not (kind == 'image' and is_cpu(devices))
 
 
 def lazy_penalty_uses_cond() -> bool:

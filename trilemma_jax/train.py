@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from trilemma_jax import checkpoints, families, parallel, plotting, sampling
+from trilemma_jax import checkpoints, families, parallel, perf, plotting, sampling
 from trilemma_jax import config as config_lib
 from trilemma_jax import data as data_lib
 from trilemma_jax.evaluation.likelihood import evaluate_likelihood
@@ -106,6 +106,37 @@ def _scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
+def _chunk(step: int, train: ml_collections.ConfigDict) -> int:
+  """Steps of the next call: ``steps_per_dispatch``, cut at the next log, checkpoint or end.
+
+  Every logged and checkpointed step therefore ends a call, so logs, checkpoints,
+  resumes and SIGTERM keep step granularity whatever ``steps_per_dispatch`` is.
+  """
+  to_boundary = [train.steps - step, train.log_every - step % train.log_every,
+                 train.checkpoint_every - step % train.checkpoint_every]
+  return min(train.steps_per_dispatch, *to_boundary)
+
+
+class _StepsFunction:
+  """``(state, local batches) -> (state, metrics of the last step)``, one compiled call.
+
+  One batch runs the plain compiled step; ``K > 1`` batches a ``lax.scan`` over
+  them, compiled once per ``K`` (a run meets at most a few lengths: its
+  ``steps_per_dispatch`` and the remainders up to a log or checkpoint step).
+  """
+
+  def __init__(self, train_step, mesh, steps_per_dispatch: int):
+    self._mesh = mesh
+    self._single = parallel.jit_train_step(train_step, mesh)
+    self._multi = parallel.jit_train_steps(train_step, mesh) if steps_per_dispatch > 1 else None
+
+  def __call__(self, state, local_batches):
+    if len(local_batches) == 1:
+      return self._single(state, parallel.shard_batch(local_batches[0], self._mesh))
+    state, metrics = self._multi(state, parallel.shard_batches(local_batches, self._mesh))
+    return state, jax.tree.map(lambda m: m[-1], metrics)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        devices: list[jax.Device] | None = None) -> TrainState:
   """Trains ``config.family`` on ``config.data.name`` in ``workdir``, resuming if possible.
@@ -127,6 +158,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.data.batch_size, mesh)
+  if config.train.steps_per_dispatch > 1 and not perf.scanned_steps_are_fast(
+      info.kind, list(mesh.devices.flat)):
+    log.warning('train.steps_per_dispatch=%d: the scanned steps of %s nets run far slower here '
+                'than single steps (docs/performance.md); 1 is faster on this backend.',
+                config.train.steps_per_dispatch, info.kind)
 
   source = data_lib.get_source(config.data.name, 'train', data_dir=config.data.data_dir or None)
   iterator = data_lib.train_iterator(
@@ -159,7 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
         data=grain.checkpoint.CheckpointSave(iterator)), force=True)
 
-  step_fn = parallel.jit_train_step(family.train_step, mesh)
+  steps_fn = _StepsFunction(family.train_step, mesh, config.train.steps_per_dispatch)
   writer = MetricWriter(workdir, start)
   bar = None
   if config.train.progress and jax.process_index() == 0:
@@ -174,16 +210,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   try:
     with PreemptionSignal() as preemption:
       while step < config.train.steps:
-        batch = parallel.shard_batch(next(iterator), mesh)
+        k = _chunk(step, config.train)
         previous = metrics
-        state, metrics = step_fn(state, batch)
-        # At most two steps in flight: the host never runs far ahead of the device, so a
-        # SIGTERM is answered within about one step instead of after a long queue drains.
+        state, metrics = steps_fn(state, [next(iterator) for _ in range(k)])
+        # At most two calls in flight: the host never runs far ahead of the device, so a
+        # SIGTERM is answered within about one call instead of after a long queue drains.
         jax.block_until_ready(previous)
-        step += 1
-        window_steps += 1
+        step += k
+        window_steps += k
         if bar is not None:
-          bar.update(1)
+          bar.update(k)
         if step % config.train.log_every == 0 or step == config.train.steps:
           scalars = _scalars(metrics)
           elapsed = time.perf_counter() - window_start
