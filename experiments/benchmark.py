@@ -8,8 +8,9 @@ steps/s and examples/s (median over timed windows after a warm-up), compile
 seconds apart, achieved GFLOP/s from XLA's cost analysis and its share of a
 float32 matmul peak measured in the same run, and samples/s at batch 100 per
 sampler; then the DDPM U-Net at 28x28 (widths 32, 64, 64) and 8x8 (32, 64),
-batch 128. Results go to --out as JSON. Timings on a shared machine are noisy:
-compare figures of one run as ratios.
+batch 128; with --reference_python also diffusers' UNet2DModel on the same
+shapes (experiments/reference/setup.sh). Results go to --out as JSON. Timings on
+a shared machine are noisy: compare figures of one run as ratios.
 """
 
 import json
@@ -28,6 +29,10 @@ _WINDOWS = flags.DEFINE_integer('windows', 5, 'Timed windows per case (the media
 _STEPS_PER_DISPATCH = flags.DEFINE_integer(
     'steps_per_dispatch', 1, 'Train steps per compiled call (train.steps_per_dispatch).',
     lower_bound=1)
+_REFERENCE = flags.DEFINE_string(
+    'reference_python', None,
+    'Python with PyTorch and diffusers (experiments/reference/setup.sh makes '
+    '.venv-reference/bin/python): also time diffusers\' UNet2DModel on the U-Net cases.')
 _OUT = flags.DEFINE_string('out', 'runs/benchmark.json', 'Where the JSON result goes.')
 
 
@@ -41,7 +46,8 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   result = benchmark.run(profile_name=_PROFILE.value, family_names=_FAMILIES.value,
                          datasets=_DATASETS.value, unet=_UNET.value, samplers=_SAMPLERS.value,
-                         windows=_WINDOWS.value, steps_per_dispatch=_STEPS_PER_DISPATCH.value)
+                         windows=_WINDOWS.value, steps_per_dispatch=_STEPS_PER_DISPATCH.value,
+                         reference_python=_REFERENCE.value)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value, 'w') as f:
     json.dump(result, f, indent=2)

@@ -10,9 +10,11 @@ machines of different speed can be compared as ratios.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from typing import Any, Callable, Sequence
 
@@ -138,7 +140,9 @@ def bench_samplers(family, state, *, repeats: int = 3) -> dict[str, dict[str, An
   out = {}
   for name, (_, nfe) in family.samplers.items():
     fn = sampling.sampler_fn(family, name)
-    out[name] = {'nfe': nfe, **speed_lib.sampler_speed(fn, state, nfe=nfe, repeats=repeats)}
+    _, timing = sampling.draw_timed(fn, state, speed_lib.SPEED_BATCH,
+                                    batch=speed_lib.SPEED_BATCH, min_timed=repeats)
+    out[name] = {'nfe': nfe, **timing}
   return out
 
 
@@ -160,11 +164,33 @@ def unet_cases() -> list[tuple[str, dict[str, Any]]]:
   ]
 
 
+REFERENCE_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'experiments', 'reference', 'diffusers_unet.py')
+
+
+def reference_unets(python: str, cases: Sequence[str], windows: int) -> dict[str, dict]:
+  """diffusers' UNet2DModel train step on the U-Net cases' shapes, timed by ``python``.
+
+  ``python`` is an interpreter with PyTorch and diffusers (made by
+  ``experiments/reference/setup.sh``); the script prints JSON.
+  """
+  out = subprocess.run([python, REFERENCE_SCRIPT, '--cases', ','.join(cases),
+                        '--windows', str(windows)], capture_output=True, text=True, check=True)
+  result = json.loads(out.stdout)
+  return {row['case']: {**row, 'torch': result['torch'], 'threads': result['threads']}
+          for row in result['cases']}
+
+
 def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = None,
         datasets: Sequence[str] | None = None, unet: bool = True, samplers: bool = True,
-        windows: int = 5, steps_per_dispatch: int = 1,
+        windows: int = 5, steps_per_dispatch: int = 1, reference_python: str | None = None,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-  """The whole benchmark; returns the JSON-ready result."""
+  """The whole benchmark; returns the JSON-ready result.
+
+  With ``reference_python`` the U-Net cases are also timed in diffusers
+  (:func:`reference_unets`), right after ours, and each gets ``reference`` and
+  ``speedup_vs_reference`` (our examples/s over diffusers').
+  """
   peak = matmul_peak()
   log(f'matmul peak {peak:.1f} GFLOP/s')
   result: dict[str, Any] = {'machine': machine(), 'matmul_peak_gflops': peak,
@@ -183,6 +209,10 @@ def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = N
     row = {'case': name, 'family': family_name, 'dataset': dataset, **row}
     if samplers and not name.startswith('unet'):
       row['samplers'] = bench_samplers(family, state)
+    if reference_python and name.startswith('unet'):
+      row['reference'] = reference_unets(reference_python, [name], windows)[name]
+      row['speedup_vs_reference'] = (row['examples_per_second'] /
+                                     row['reference']['examples_per_second'])
     log(_describe(row))
     result['cases'].append(row)
   return result
@@ -193,6 +223,9 @@ def _describe(row: dict[str, Any]) -> str:
           f"{row['examples_per_second']:.0f} examples/s, compile {row['compile_seconds']:.1f} s")
   if row.get('gflops'):
     text += f", {row['gflops']:.1f} GFLOP/s ({100 * row.get('peak_fraction', 0):.0f}% of peak)"
+  if 'reference' in row:
+    text += (f"; diffusers {row['reference']['examples_per_second']:.0f} examples/s "
+             f"({row['speedup_vs_reference']:.2f}x)")
   for name, s in row.get('samplers', {}).items():
     text += f"; {name} {s['samples_per_second']:.0f} samples/s"
   return text

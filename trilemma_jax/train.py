@@ -31,6 +31,7 @@ from trilemma_jax import checkpoints, families, parallel, perf, plotting, sampli
 from trilemma_jax import config as config_lib
 from trilemma_jax import data as data_lib
 from trilemma_jax.evaluation.likelihood import evaluate_likelihood
+from trilemma_jax.evaluation.speed import SPEED_BATCH
 from trilemma_jax.train_state import TrainState, new_rng
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def _write_final_outputs(config, workdir, family, state, info, *, writer_step: int) -> None:
-  samples = sampling.draw_samples(family, state, config.train.num_samples, seed=config.seed)
+  # Drawn in calls of the evaluation's batch size: its compiled sampler is then reused.
+  samples = sampling.draw(sampling.sampler_fn(family), state, config.train.num_samples,
+                          batch=min(config.train.num_samples, SPEED_BATCH), seed=config.seed)
   path = os.path.join(workdir, 'samples', f'step_{writer_step:07d}.png')
   plotting.save_samples(samples, path, kind=info.kind, means=info.means,
                         title=f'{config.family} on {info.name}, step {writer_step}')

@@ -10,8 +10,9 @@ the family (EMA weights where the family keeps them), composed from
 * :mod:`.coverage`: modes captured and the KL of the mode histogram, by the
   dataset's protocol (2-D mixtures: nearest mean, with %HQ; stacked digits:
   classifier labels over 1,000 modes);
-* :mod:`.speed`: NFE, samples/s at batch 100 after a warm-up call (compile time
-  apart), train steps/s and train seconds from ``metrics.jsonl``, the device;
+* :mod:`.speed`: NFE, samples/s at batch 100 (timed on the calls that draw the
+  scored samples, after a compile call and a warm-up call; compile time apart),
+  train steps/s and train seconds from ``metrics.jsonl``, the device;
 * :mod:`.likelihood`: bits/dim on the test split where the family has a bound.
 
 What each dataset is compared with and on how many samples is its
@@ -65,8 +66,7 @@ def feature_spec_for_run(workdir: str, min_accuracy: float) -> metrics.FeatureNe
                                 min_accuracy=float(min_accuracy))
 
 
-def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: int = 500,
-                 speed_repeats: int = 5, feature_cache_dir: str | None = None,
+def evaluate_run(workdir: str, *, num_samples: int | None = None, speed_repeats: int = 5, feature_cache_dir: str | None = None,
                  likelihood_examples: int | None = None, seed: int = 0,
                  feature_spec: metrics.FeatureNetSpec | None = None) -> list[dict[str, Any]]:
   """One row per sampler of the run's family (see the module docstring).
@@ -76,8 +76,8 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
     num_samples: generated samples scored for FD/KID/PRDC where the dataset's
       protocol leaves the count open (images; default 2,000). The 2-D mixtures
       always use 2,500, stacked digits count modes on 26,000.
-    sample_batch: samples per compiled sampling call while scoring.
-    speed_repeats: timed calls at batch 100 after the warm-up.
+    speed_repeats: timed calls at batch 100 at least (more when the scored
+      samples need more calls).
     feature_cache_dir: where the feature networks are cached (see
       :func:`trilemma_jax.metrics.get_feature_net`).
     likelihood_examples: test examples of the likelihood. Default: the value
@@ -111,7 +111,8 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
   rows = []
   for sampler, (_, nfe) in family.samplers.items():
     fn = sampling.sampler_fn(family, sampler)
-    samples = sampling.draw(fn, state, n_draw, batch=sample_batch, seed=seed)
+    samples, timing = sampling.draw_timed(fn, state, n_draw, batch=speed.SPEED_BATCH, seed=seed,
+                                          min_timed=speed_repeats)
     row: dict[str, Any] = {
         'family': config.family, 'sampler': sampler, 'dataset': info.name, 'nfe': nfe,
         'seed': int(config.seed), 'train_steps': step, **quality.EMPTY,
@@ -123,7 +124,8 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, sample_batch: 
     else:
       row['diverged'] = True
     row.update(coverage.mode_figures(info, samples, scorer.feature_net))
-    row.update(speed.sampler_speed(fn, state, nfe=nfe, repeats=speed_repeats, seed=seed))
+    row.update(samples_per_second=timing['samples_per_second'],
+               compile_seconds=timing['compile_seconds'], device=speed.device_name())
     rows.append(row)
   return rows
 

@@ -1,33 +1,25 @@
-"""The speed corner: sampler throughput (compile time apart) and the training's pace."""
+"""The speed corner: sampler throughput (compile time apart) and the training's pace.
+
+A sampler's speed is measured on the calls that draw the scored samples
+(:func:`trilemma_jax.sampling.draw_timed`): at ``SPEED_BATCH`` samples per call,
+the median of the calls after a compile call and a warm-up call.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
 
 import jax
 import numpy as np
 
-from trilemma_jax import metrics
-from trilemma_jax.train_state import TrainState
-
 SPEED_BATCH = 100  # samples per timed call (DDGAN's published figure is per batch of 100)
 
 
-def sampler_speed(fn: Callable[..., jax.Array], state: TrainState, *, nfe: int, repeats: int,
-                  seed: int = 0) -> dict[str, Any]:
-  """Samples/s of ``fn(state, rng, SPEED_BATCH)`` after a warm-up call, compile time apart.
-
-  Long samplers (hundreds of network calls) get at most 3 timed calls: their
-  median is steadier and each call is long.
-  """
-  repeats = repeats if nfe <= 100 else min(repeats, 3)
-  timing = metrics.time_sampler(lambda s, r: fn(s, r, SPEED_BATCH), state,
-                                jax.random.PRNGKey(seed + 1), batch=SPEED_BATCH, repeats=repeats)
-  return {'samples_per_second': timing['samples_per_second'],
-          'compile_seconds': timing['compile_seconds'],
-          'device': f"{timing['platform']}:{timing['device_kind']}"}
+def device_name() -> str:
+  """``'<platform>:<device kind>'`` of the device evaluations run on."""
+  device = jax.devices()[0]
+  return f'{device.platform}:{device.device_kind}'
 
 
 def training_speed(workdir: str) -> dict[str, float | None]:
