@@ -407,6 +407,26 @@ def test_sampler_is_the_reverse_chain_with_posterior_steps():
   np.testing.assert_array_equal(x, family.sample(state.replace(params=other), key, 6))
 
 
+def test_parts_trajectory_ends_in_the_samplers_draw_and_draw_gives_the_steps_pairs():
+  config = small_config(num_steps=2, data_scale=0.5)
+  family = ddgan.build_family(config, POINTS)
+  parts = ddgan.build_parts(config, POINTS)
+  state = family.init(jax.random.PRNGKey(0), make_batch(POINTS))
+  key = jax.random.PRNGKey(3)
+  path = parts.trajectory(state.ema['generator'], key, 6)
+  assert path.shape == (3, 6, 2)
+  np.testing.assert_allclose(path[-1], family.sample(state, key, 6), rtol=1e-6, atol=1e-6)
+  # Entry 0 is x_T (data coordinates: the prior noise divided by data_scale).
+  prior_key, _ = jax.random.split(key)
+  np.testing.assert_allclose(path[0], jax.random.normal(prior_key, (6, 2)) / 0.5, rtol=1e-6)
+  g_apply = lambda p, x_t, z, t: parts.generator.apply({'params': p}, x_t, z, t)
+  batch = make_batch(POINTS)
+  want = ddgan.make_draw(parts.schedule, g_apply, latent_dim=3, data_scale=0.5)(
+      state.params['generator'], batch, key)
+  got = parts.draw(state.params['generator'], batch['x'], key)
+  chex.assert_trees_all_close(got, want)
+
+
 # ------------------------------------------------------ compilation, devices
 
 

@@ -119,7 +119,11 @@ def test_a_family_from_outside_the_library_trains_evaluates_and_reports(tmp_path
                            '--profile=toy_family.profile:SMOKE'],
                           env=env, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-3000:]
-  rows = json.load(open(job / 'report.json'))['rows']
+  report_json = json.load(open(job / 'report.json'))
+  rows = report_json['rows']
   assert {r['family'] for r in rows} == {'toy_family', 'vae'}
+  # Two seeds per setting: one row each, mean and spread over both.
+  assert len(report_json['runs']) == 4 and all(r['seeds'] == [0, 1] for r in rows)
+  assert all(f'{k}_std' in r for r in rows for k in ('hq_fraction', 'samples_per_second'))
   assert '| grid25 | toy_family | gaussian |' in (job / 'report.md').read_text()
   assert (job / 'trilemma.png').stat().st_size > 10_000

@@ -1,19 +1,17 @@
-"""Report aggregation, table, figure; evaluation of a run; the main job's quick profile."""
+"""Report aggregation, table, figure, corner leaders; evaluation of a run (the main job's quick
+profile runs in tests/test_notebooks.py, after the trilemma notebook)."""
 
 import dataclasses
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from trilemma_jax import evaluation, families, harness, profiles, report
+from trilemma_jax import evaluation, families, harness, plotting, profiles, report
 from trilemma_jax.evaluation import likelihood, speed
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 REQUIRED = ('family', 'sampler', 'dataset', 'nfe', 'samples_per_second', 'fd', 'kid',
             'precision', 'recall', 'density', 'coverage', 'modes', 'max_modes', 'hq_fraction',
@@ -67,6 +65,46 @@ def test_trilemma_figure_is_written(tmp_path):
   path = tmp_path / 'trilemma.png'
   report.trilemma_figure(rows, str(path))
   assert path.stat().st_size > 10_000
+
+
+def test_trilemma_figure_leaves_pyplots_backend_alone_and_returns_the_figure(tmp_path):
+  import matplotlib
+  before = matplotlib.get_backend()
+  matplotlib.use('svg')  # stands for a notebook's inline backend
+  try:
+    fig = report.trilemma_figure([_row(0, modes=20, hq_fraction=0.9, samples_per_second=1e5)])
+    plotting.save_scatter(np.zeros((3, 2)), str(tmp_path / 'points.png'), means=np.ones((2, 2)))
+    assert fig.axes and matplotlib.get_backend() == 'svg'
+  finally:
+    matplotlib.use(before)
+  assert (tmp_path / 'points.png').stat().st_size > 1000
+
+
+def test_corner_leaders_use_the_figures_axes_per_dataset():
+  def row(family, dataset, **figures):
+    return {'family': family, 'sampler': family, 'dataset': dataset, 'nfe': 1,
+            'max_modes': 25 if dataset == 'grid25' else None, **figures}
+  rows = [row('gan', 'grid25', hq_fraction=0.95, modes=20, reverse_kl=0.3,
+              samples_per_second=1e6),
+          row('ddpm', 'grid25', hq_fraction=0.80, modes=25, reverse_kl=0.01,
+              samples_per_second=1e3),
+          row('ddgan', 'grid25', hq_fraction=0.90, modes=25, reverse_kl=0.2,
+              samples_per_second=1e5),
+          row('vae', 'grid25', hq_fraction=float('nan'), modes=None, samples_per_second=None),
+          row('gan', 'digits', fd=5.0, recall=0.4, samples_per_second=1e5),
+          row('ddpm', 'digits', fd=9.0, recall=0.8, samples_per_second=50.0)]
+  leaders = report.corner_leaders(rows)
+  pick = {d: {c: r['family'] for c, r in corners.items()} for d, corners in leaders.items()}
+  # Modes tie at 25 on grid25: the lower reverse KL (DDPM) leads coverage.
+  assert pick == {'grid25': {'quality': 'gan', 'coverage': 'ddpm', 'speed': 'gan'},
+                  'digits': {'quality': 'gan', 'coverage': 'ddpm', 'speed': 'gan'}}
+  # FD is lower-is-better: a higher FD must not lead.
+  rows[4]['fd'] = 20.0
+  assert report.corner_leaders(rows)['digits']['quality']['family'] == 'ddpm'
+  assert report.corner_leaders([row('vae', 'grid25')]) == {'grid25': {}}
+  assert report.corner_keys(rows) == {
+      'digits': {'quality': 'fd', 'coverage': 'recall', 'speed': 'samples_per_second'},
+      'grid25': {'quality': 'hq_fraction', 'coverage': 'modes', 'speed': 'samples_per_second'}}
 
 
 def test_training_speed_skips_the_compile_window(tmp_path):
@@ -129,48 +167,6 @@ def test_profile_selection_and_profiles_by_import_path():
     profiles.get_profile('trilemma_jax.profiles:PROFILES')
   with pytest.raises(ValueError, match='Unknown profile'):
     profiles.get_profile('defualt')
-
-
-@pytest.mark.slow
-def test_quick_profile_end_to_end_and_reuse(tmp_path, host_devices_env):
-  cmd = [sys.executable, os.path.join(REPO, 'experiments', 'trilemma.py'),
-         f'--workdir={tmp_path}', '--profile=quick']
-  env = {**host_devices_env, 'TRILEMMA_CACHE_DIR': str(tmp_path / 'cache')}
-  subprocess.run(cmd, check=True, env=env, capture_output=True)
-  report_json = json.load(open(tmp_path / 'report.json'))
-  rows = report_json['rows']
-  settings = {(r['dataset'], r['family'], r['sampler']) for r in rows}
-  for dataset in ('grid25', 'digits'):
-    for family in ('vae', 'gan', 'ddgan'):
-      assert any(s[0] == dataset and s[1] == family for s in settings), (dataset, family)
-    ddpm = sorted(s[2] for s in settings if s[0] == dataset and s[1] == 'ddpm')
-    assert len(ddpm) == 3 and 'ancestral' in ddpm, ddpm
-  for r in rows:
-    for key in REQUIRED:
-      assert key in r, key
-    for key in WITH_SPREAD:
-      assert f'{key}_std' in r, key
-    assert r['seeds'] == [0, 1]
-    assert r['samples_per_second'] > 0 and r['nfe'] >= 1
-    if r['dataset'] == 'grid25':
-      assert r['max_modes'] == 25 and 0 <= r['modes'] <= 25
-    else:
-      assert r['fd'] is not None and math.isfinite(r['fd'])
-    if r['family'] in ('vae', 'ddpm'):
-      assert r['nll_bits_per_dim'] is not None
-  assert (tmp_path / 'trilemma.png').stat().st_size > 10_000
-  assert 'digits_ddgan.png' in os.listdir(tmp_path / 'samples')
-  runs = report_json['runs']
-  assert len(runs) == 2 * 4 * 2  # datasets x families x seeds
-  assert all(r['train_seconds'] > 0 and r['evaluation_seconds'] > 0 for r in runs)
-
-  # A second run reuses every finished run and evaluation.
-  evals = sorted(str(p) for p in tmp_path.glob('runs/*/*/*/eval.json'))
-  before = {p: os.path.getmtime(p) for p in evals}
-  subprocess.run(cmd, check=True, env=env, capture_output=True)
-  assert {p: os.path.getmtime(p) for p in evals} == before
-  again = json.load(open(tmp_path / 'report.json'))
-  assert again['rows'] == rows and again['runs'] == runs
 
 
 def _tiny_vae_run(tmp_path, dataset):

@@ -45,12 +45,12 @@ def save_image_grid(images: np.ndarray, path: str, **kwargs) -> None:
 def save_scatter(points: np.ndarray, path: str, *, means: np.ndarray | None = None,
                  title: str | None = None, reference: np.ndarray | None = None) -> None:
   """Scatter plot of ``[N, 2]`` points, with the mixture means marked when given."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  # A standalone Figure: pyplot's backend and state (a notebook's inline plots) are left alone.
+  from matplotlib.figure import Figure
 
   points = np.asarray(points)
-  fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+  fig = Figure(figsize=(4.5, 4.5), dpi=110)
+  ax = fig.subplots()
   if reference is not None:
     ax.scatter(reference[:, 0], reference[:, 1], s=2, c='0.8', label='data')
   ax.scatter(points[:, 0], points[:, 1], s=2, c='tab:blue', alpha=0.6, label='samples')
@@ -66,7 +66,6 @@ def save_scatter(points: np.ndarray, path: str, *, means: np.ndarray | None = No
   fig.tight_layout()
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   fig.savefig(path)
-  plt.close(fig)
 
 
 def save_samples(samples: np.ndarray, path: str, *, kind: str,

@@ -105,6 +105,70 @@ def _quality_and_coverage(rows: list[dict[str, Any]]):
           'modes_fraction', 'modes captured / all')
 
 
+def corner_keys(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, str]]:
+  """Per dataset, the figure that measures each corner (the axes of :func:`trilemma_figure`).
+
+  Quality is ``'fd'`` (lower is better) on image data and ``'hq_fraction'`` on
+  mixtures; coverage ``'recall'`` on image data and ``'modes'`` on mixtures;
+  speed ``'samples_per_second'``.
+
+  Returns:
+    ``{dataset: {'quality' | 'coverage' | 'speed': row key}}``.
+  """
+  out = {}
+  for dataset in sorted({r['dataset'] for r in rows}):
+    q_key, _, _, c_key, _ = _quality_and_coverage([r for r in rows if r['dataset'] == dataset])
+    out[dataset] = {'quality': q_key, 'coverage': 'modes' if c_key == 'modes_fraction' else c_key,
+                    'speed': 'samples_per_second'}
+  return out
+
+
+def corner_leaders(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+  """Per dataset, the row that leads each corner of the trilemma.
+
+  The corners are measured by :func:`corner_keys`; on mixtures the lower
+  reverse KL breaks a tie in modes. Rows without a finite figure for a corner
+  are left out of it, and a corner no row has is absent.
+
+  Returns:
+    ``{dataset: {'quality' | 'coverage' | 'speed': row}}``.
+  """
+  out: dict[str, dict[str, dict[str, Any]]] = {}
+  for dataset in sorted({r['dataset'] for r in rows}):
+    sub = [r for r in rows if r['dataset'] == dataset]
+    axes = _quality_and_coverage(sub)
+    out[dataset] = {}
+    for corner in ('quality', 'coverage', 'speed'):
+      scored = [(score, i) for i, r in enumerate(sub)
+                if (score := _corner_score(r, corner, axes)) is not None]
+      if scored:
+        out[dataset][corner] = sub[max(scored)[1]]
+  return out
+
+
+def _corner_score(row: dict[str, Any], corner: str, axes) -> tuple[float, ...] | None:
+  """A tuple that is larger for a better row, or None without a finite figure."""
+  q_key, _, lower_better, c_key, _ = axes
+  if corner == 'quality':
+    values = [row.get(q_key)]
+    score = lambda: (-row[q_key] if lower_better else row[q_key],)
+  elif corner == 'speed':
+    values = [row.get('samples_per_second')]
+    score = lambda: (row['samples_per_second'],)
+  elif c_key == 'modes_fraction':
+    values = [row.get('modes'), row.get('max_modes')]
+    kl = row.get('reverse_kl')
+    kl = kl if kl is not None and math.isfinite(kl) else math.inf
+    score = lambda: (row['modes'] / row['max_modes'], -kl)
+  else:
+    values = [row.get(c_key)]
+    score = lambda: (row[c_key],)
+  if any(v is None or not math.isfinite(v) for v in values) or (
+      c_key == 'modes_fraction' and corner == 'coverage' and not row['max_modes']):
+    return None
+  return score()
+
+
 def _marker(family: str) -> str:
   """The family's marker (:class:`~trilemma_jax.families.FamilyDef`); 'o' if it cannot be loaded."""
   from trilemma_jax import families
@@ -114,16 +178,23 @@ def _marker(family: str) -> str:
     return 'o'
 
 
-def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
-  """Quality against samples/s (log axis), coverage as colour, one panel per dataset."""
+def trilemma_figure(rows: Sequence[dict[str, Any]], path: str | None = None):
+  """Quality against samples/s (log axis), coverage as colour, one panel per dataset.
+
+  Drawn on a standalone ``matplotlib.figure.Figure``: pyplot's backend and state
+  are left alone, so a notebook's inline plots keep working.
+
+  Returns:
+    The figure; it is also written to ``path`` when one is given.
+  """
   import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  from matplotlib import cm, colors, lines
+  from matplotlib.figure import Figure
 
   datasets = sorted({r['dataset'] for r in rows})
-  fig, axes = plt.subplots(1, len(datasets), figsize=(6.0 * len(datasets) + 1.0, 4.8), dpi=120,
-                           squeeze=False, layout='constrained')
-  cmap = plt.get_cmap('viridis')
+  fig = Figure(figsize=(6.0 * len(datasets) + 1.0, 4.8), dpi=120, layout='constrained')
+  axes = fig.subplots(1, len(datasets), squeeze=False)
+  cmap = matplotlib.colormaps['viridis']
   markers = {f: _marker(f) for f in dict.fromkeys(r['family'] for r in rows)}
   for ax, dataset in zip(axes[0], datasets):
     sub = [dict(r) for r in rows if r['dataset'] == dataset]
@@ -150,13 +221,14 @@ def trilemma_figure(rows: Sequence[dict[str, Any]], path: str) -> None:
     ax.margins(x=0.25, y=0.12)
     ax.set_title(f'{dataset}: colour = {c_label} (yellow = full coverage)', fontsize=9)
     ax.grid(True, which='both', alpha=0.3)
-  sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+  sm = cm.ScalarMappable(cmap=cmap, norm=colors.Normalize(0, 1))
   fig.colorbar(sm, ax=axes[0].tolist(), shrink=0.8, label='coverage')
-  handles = [plt.Line2D([], [], marker=m, ls='', color='0.6', mec='black', ms=9, label=f)
+  handles = [lines.Line2D([], [], marker=m, ls='', color='0.6', mec='black', ms=9, label=f)
              for f, m in markers.items()]
   fig.legend(handles=handles, loc='outside lower center', ncols=len(handles), frameon=False)
   fig.suptitle('The generative learning trilemma: quality vs speed, coverage as colour',
                fontsize=11)
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, bbox_inches='tight')
-  plt.close(fig)
+  if path:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fig.savefig(path, bbox_inches='tight')
+  return fig

@@ -40,7 +40,7 @@ coordinates.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -179,7 +179,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
 
 
 def sample_chain(generator: nn.Module, g_params: Any, schedule: Schedule, rng: jax.Array,
-                 x_T: jax.Array, *, latent_dim: int) -> jax.Array:
+                 x_T: jax.Array, *, latent_dim: int, trajectory: bool = False) -> jax.Array:
   """Runs the reverse chain ``x_T -> x_0`` in T compiled steps (``lax.scan``); NFE = T.
 
   Step ``t = T..1``: ``x0_hat = G(x_t, z_t, t)`` with a fresh ``z_t``, then
@@ -193,9 +193,11 @@ def sample_chain(generator: nn.Module, g_params: Any, schedule: Schedule, rng: j
     rng: key of the latents and posterior noises.
     x_T: ``[n, ...]`` the starting noise (network scale).
     latent_dim: dimension of ``z``.
+    trajectory: also return the intermediate states.
 
   Returns:
-    ``[n, ...]`` samples on the network's scale.
+    ``[n, ...]`` samples on the network's scale; with ``trajectory``
+    ``[T + 1, n, ...]``, entry ``i`` being ``x_{T - i}`` (first ``x_T``, last the samples).
   """
   n = x_T.shape[0]
 
@@ -204,11 +206,21 @@ def sample_chain(generator: nn.Module, g_params: Any, schedule: Schedule, rng: j
     tb = jnp.full((n,), t, jnp.int32)
     z = jax.random.normal(z_key, (n, latent_dim), x.dtype)
     x0_hat = generator.apply({'params': g_params}, x, z, tb)
-    return fake_prev(schedule, x0_hat, x, tb, noise_key), None
+    x = fake_prev(schedule, x0_hat, x, tb, noise_key)
+    return x, (x if trajectory else None)
 
   ts = jnp.arange(schedule.num_steps, 0, -1, dtype=jnp.int32)
-  x, _ = jax.lax.scan(step, x_T, ts)
-  return x
+  x, xs = jax.lax.scan(step, x_T, ts)
+  return jnp.concatenate([x_T[None], xs], axis=0) if trajectory else x
+
+
+def _chain(generator: nn.Module, schedule: Schedule, shape: tuple[int, ...], g_params: Any,
+           rng: jax.Array, n: int, *, latent_dim: int, data_scale: float,
+           trajectory: bool = False) -> jax.Array:
+  prior_key, chain_key = jax.random.split(rng)
+  x_T = jax.random.normal(prior_key, (n, *shape), jnp.float32)
+  return sample_chain(generator, g_params, schedule, chain_key, x_T, latent_dim=latent_dim,
+                      trajectory=trajectory) / data_scale
 
 
 def make_sampler(generator: nn.Module, schedule: Schedule, shape: tuple[int, ...], *,
@@ -216,12 +228,54 @@ def make_sampler(generator: nn.Module, schedule: Schedule, shape: tuple[int, ...
   """``sample(state, rng, n) -> [n, *shape]`` in data coordinates from the EMA generator."""
 
   def sample(state: TrainState, rng: jax.Array, n: int) -> jax.Array:
-    prior_key, chain_key = jax.random.split(rng)
-    x_T = jax.random.normal(prior_key, (n, *shape), jnp.float32)
-    return sample_chain(generator, state.ema[GENERATOR], schedule, chain_key, x_T,
-                        latent_dim=latent_dim) / data_scale
+    return _chain(generator, schedule, shape, state.ema[GENERATOR], rng, n,
+                  latent_dim=latent_dim, data_scale=data_scale)
 
   return sample
+
+
+class Parts(NamedTuple):
+  """A DDGAN's pieces for a config, to look inside it (``ddgan_explained.ipynb``).
+
+  Attributes:
+    schedule: the diffusion with ``T = config.ddgan.num_steps`` steps.
+    generator: ``G(x_t, z, t) -> x0_hat``.
+    discriminator: ``D(x_{t-1}, x_t, t) -> logit``.
+    shape: one example's shape.
+    latent_dim: dimension of ``z``.
+    data_scale: the networks see ``data_scale * x``.
+  """
+
+  schedule: Schedule
+  generator: nn.Module
+  discriminator: nn.Module
+  shape: tuple[int, ...]
+  latent_dim: int
+  data_scale: float
+
+  def draw(self, g_params: Any, x0: jax.Array, key: jax.Array) -> Draw:
+    """The real and fake pairs a train step shows D for data ``x0`` (network scale)."""
+    g_apply = lambda p, x_t, z, t: self.generator.apply({'params': p}, x_t, z, t)
+    return make_draw(self.schedule, g_apply, latent_dim=self.latent_dim,
+                     data_scale=self.data_scale)(g_params, {'x': jnp.asarray(x0)}, key)
+
+  def trajectory(self, g_params: Any, rng: jax.Array, n: int) -> jax.Array:
+    """``[T + 1, n, *shape]``: ``x_T, ..., x_0`` of the sampler in data coordinates.
+
+    The last entry is what the family's sampler draws for the same ``rng``.
+    """
+    return _chain(self.generator, self.schedule, self.shape, g_params, rng, n,
+                  latent_dim=self.latent_dim, data_scale=self.data_scale, trajectory=True)
+
+
+def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
+  """The :class:`Parts` of a validated DDGAN ``config`` on ``info``."""
+  d = config.ddgan
+  schedule = diffusion.ddgan_vp_schedule(d.num_steps, beta_min=d.beta_min, beta_max=d.beta_max)
+  generator, discriminator = build_networks(config, info, schedule)
+  return Parts(schedule=schedule, generator=generator, discriminator=discriminator,
+               shape=tuple(info.shape), latent_dim=config.model.latent_dim,
+               data_scale=float(d.data_scale))
 
 
 # --------------------------------------------------------------------- config
@@ -266,15 +320,15 @@ def _optimizer(lr: float, o: ml_collections.ConfigDict,
 def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family:
   """The DDGAN :class:`Family` for a validated ``config`` on ``info``."""
   d = config.ddgan
-  schedule = diffusion.ddgan_vp_schedule(d.num_steps, beta_min=d.beta_min, beta_max=d.beta_max)
-  generator, discriminator = build_networks(config, info, schedule)
+  parts = build_parts(config, info)
+  generator, discriminator, schedule = parts.generator, parts.discriminator, parts.schedule
   o = config.optim
   g_optimizer = _optimizer(o.g_lr, o, config.train.steps)
   d_optimizer = _optimizer(o.d_lr, o, config.train.steps * d.n_critic)
-  latent_dim = config.model.latent_dim
+  latent_dim = parts.latent_dim
   train_step = make_train_step(
       generator, discriminator, g_optimizer, d_optimizer, schedule, latent_dim=latent_dim,
-      data_scale=float(d.data_scale), n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
+      data_scale=parts.data_scale, n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
       r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup)
 
   return adversarial.make_family(
@@ -282,6 +336,6 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
       lambda rng, batch: init_networks(generator, discriminator, rng, batch,
                                        latent_dim=latent_dim),
       g_optimizer, d_optimizer, train_step,
-      make_sampler(generator, schedule, tuple(info.shape), latent_dim=latent_dim,
-                   data_scale=float(d.data_scale)),
+      make_sampler(generator, schedule, parts.shape, latent_dim=latent_dim,
+                   data_scale=parts.data_scale),
       {f'ddgan{d.num_steps}': ({}, d.num_steps)})
