@@ -31,5 +31,9 @@ def test_cases_follow_the_profile():
   profile = benchmark.profiles.get_profile('default')
   assert len(benchmark.profile_cases(profile)) == len(profile.families) * len(profile.datasets)
   cases = benchmark.profile_cases(profile, ['ddgan', 'vae'], ['digits'])
-  assert cases == [('ddgan', 'digits', profile.overrides_for('ddgan', 'digits')),
-                   ('vae', 'digits', profile.overrides_for('vae', 'digits'))]
+  assert cases == [('ddgan', 'ddgan', 'digits', profile.overrides_for('ddgan', 'digits')),
+                   ('vae', 'vae', 'digits', profile.overrides_for('vae', 'digits'))]
+  sweep = benchmark.profiles.get_profile('ddgan_steps')
+  assert benchmark.profile_cases(sweep, ['ddgan_T2'], ['grid25']) == [
+      ('ddgan_T2', 'ddgan', 'grid25', {**sweep.overrides_for('ddgan', 'grid25'),
+                                       'ddgan.num_steps': 2})]

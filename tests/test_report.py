@@ -169,6 +169,24 @@ def test_profile_selection_and_profiles_by_import_path():
     profiles.get_profile('defualt')
 
 
+def test_variants_of_a_family_train_apart_and_report_as_their_own_rows(tmp_path):
+  tiny = {'train.steps': 20, 'train.log_every': 10, 'train.checkpoint_every': 20,
+          'eval.num_examples': 64}
+  profile = profiles.Profile(
+      datasets=('grid25',), families=('vae', 'vae_z1'), seeds=(0,),
+      overrides={('vae', '*'): tiny, ('vae_z1', 'grid25'): {'train.log_every': 5}},
+      variants={'vae_z1': ('vae', {'model.latent_dim': 1})}, num_samples=300, speed_repeats=1)
+  assert profile.family_of('vae_z1') == 'vae' and profile.family_of('vae') == 'vae'
+  assert profile.overrides_for('vae_z1', 'grid25') == {**tiny, 'model.latent_dim': 1,
+                                                       'train.log_every': 5}
+  result = harness.run_profile(profile, str(tmp_path), progress=False)
+  rows = {(r['family'], r['variant']): r for r in result['rows']}
+  assert set(rows) == {('vae', None), ('vae', 'vae_z1')}  # same sampler, two rows
+  saved = json.load(open(tmp_path / 'runs' / 'grid25' / 'vae_z1' / 'seed_0' / 'config.json'))
+  assert saved['model']['latent_dim'] == 1 and saved['family'] == 'vae'
+  assert '| grid25 | vae_z1 | prior |' in (tmp_path / 'report.md').read_text()
+
+
 def _tiny_vae_run(tmp_path, dataset):
   from trilemma_jax import train
   config = families.get_config('vae', dataset)

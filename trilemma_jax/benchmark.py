@@ -147,9 +147,10 @@ def bench_samplers(family, state, *, repeats: int = 3) -> dict[str, dict[str, An
 
 
 def profile_cases(profile: profiles.Profile, family_names: Sequence[str] | None = None,
-                  datasets: Sequence[str] | None = None) -> list[tuple[str, str, dict]]:
-  """``(family, dataset, overrides)`` of every family and dataset of the profile."""
-  return [(f, d, profile.overrides_for(f, d))
+                  datasets: Sequence[str] | None = None) -> list[tuple[str, str, str, dict]]:
+  """``(entry, family, dataset, overrides)`` of every entry of ``families`` (a family or a
+  variant of one) and dataset of the profile."""
+  return [(f, profile.family_of(f), d, profile.overrides_for(f, d))
           for d in (datasets or profile.datasets) for f in (family_names or profile.families)]
 
 
@@ -196,7 +197,7 @@ def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = N
   result: dict[str, Any] = {'machine': machine(), 'matmul_peak_gflops': peak,
                             'profile': profile_name, 'steps_per_dispatch': steps_per_dispatch,
                             'cases': []}
-  cases = [(f'{f}/{d}', f, d, o) for f, d, o in profile_cases(
+  cases = [(f'{e}/{d}', f, d, o) for e, f, d, o in profile_cases(
       profiles.get_profile(profile_name), family_names, datasets)]
   if unet:
     cases += [(name, 'ddpm', o['data.name'], o) for name, o in unet_cases()]

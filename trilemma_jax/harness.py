@@ -114,8 +114,8 @@ def run_profile(profile: Profile, out: str, *, name: str = '',
   """
   os.makedirs(out, exist_ok=True)
   jobs = [(d, f, s) for d in profile.datasets for f in profile.families for s in profile.seeds]
-  configs = {job: family_config(job[1], job[0], job[2], profile.overrides_for(job[1], job[0]))
-             for job in jobs}
+  configs = {job: family_config(profile.family_of(job[1]), job[0], job[2],
+                                profile.overrides_for(job[1], job[0])) for job in jobs}
   for (dataset, family, seed), config in configs.items():
     families.validate(config, data_lib.load_info(dataset, data_dir=config.data.data_dir or None))
     check_same_setting(config, run_dir(out, dataset, family, seed))
@@ -135,7 +135,9 @@ def run_profile(profile: Profile, out: str, *, name: str = '',
     runs.append({'dataset': dataset, 'family': family, 'seed': seed,
                  **{f'{k}_seconds': v for k, v in timing.items()}})
     for row in rows:
-      per_setting.setdefault((row['dataset'], row['family'], row['sampler']), []).append(row)
+      if family in profile.variants:
+        row = {**row, 'variant': family}
+      per_setting.setdefault((row['dataset'], family, row['sampler']), []).append(row)
     if seed == profile.seeds[0]:
       _copy_sample_picture(workdir, out, dataset, family)
   rows = [report.aggregate(v) for v in per_setting.values()]

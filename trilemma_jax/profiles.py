@@ -35,6 +35,13 @@ class Profile:
       2,500; stacked digits 26,000 for the mode count).
     speed_repeats: timed sampler calls at batch 100 after the warm-up.
     description: one line for the report.
+    variants: ``{entry: (family, overrides)}``: entries of ``families`` that
+      are a family under other settings, e.g. ``'ddgan_T2': ('ddgan',
+      {'ddgan.num_steps': 2})``. A variant trains in its own run directory;
+      it gets its family's overrides, then its own, then ``overrides`` keyed
+      by the entry. Its rows carry the family's name and are told apart by
+      their sampler (``ddgan2``) or, where the sampler is the same, by
+      ``variant``.
   """
 
   datasets: tuple[str, ...]
@@ -45,10 +52,21 @@ class Profile:
   num_samples: int = 2000
   speed_repeats: int = 5
   description: str = ''
+  variants: Mapping[str, tuple[str, Mapping[str, Any]]] = dataclasses.field(
+      default_factory=dict)
 
-  def overrides_for(self, family: str, dataset: str) -> dict[str, Any]:
+  def family_of(self, entry: str) -> str:
+    """The family an entry of ``families`` trains (itself unless it is a variant)."""
+    return self.variants[entry][0] if entry in self.variants else entry
+
+  def overrides_for(self, entry: str, dataset: str) -> dict[str, Any]:
+    family = self.family_of(entry)
     out = dict(self.overrides.get((family, '*'), {}))
     out.update(self.overrides.get((family, dataset), {}))
+    if entry in self.variants:
+      out.update(self.variants[entry][1])
+      out.update(self.overrides.get((entry, '*'), {}))
+      out.update(self.overrides.get((entry, dataset), {}))
     return out
 
 
@@ -91,6 +109,18 @@ PROFILES: dict[str, Profile] = {
         num_samples=1000,
         speed_repeats=3,
         description='the README main job: grid25 and digits, four families, three seeds',
+    ),
+    'ddgan_steps': Profile(
+        datasets=('grid25', 'digits'),
+        families=('ddgan_T1', 'ddgan_T2', 'ddgan_T4', 'ddgan_T8', 'ddpm'),
+        seeds=(0, 1, 2),
+        overrides=_DEFAULT,
+        variants={f'ddgan_T{t}': ('ddgan', {'ddgan.num_steps': t}) for t in (1, 2, 4, 8)},
+        num_samples=1000,
+        speed_repeats=3,
+        description=('the DDGAN with T = 1, 2, 4 and 8 denoising steps beside the DDPM, '
+                     "default budgets: quality, coverage and samples/s per T (Xiao et al.'s "
+                     'ablation)'),
     ),
     'coverage': Profile(
         datasets=('stacked_digits',),

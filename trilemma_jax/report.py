@@ -14,7 +14,8 @@ FIGURES = ('samples_per_second', 'compile_seconds', 'fd', 'kid', 'precision', 'r
            'density', 'coverage', 'modes', 'hq_fraction', 'reverse_kl', 'nll_bits_per_dim',
            'train_seconds', 'train_steps_per_second')
 # Keys that identify a row and are the same for every seed.
-IDENTITY = ('family', 'sampler', 'dataset', 'nfe', 'max_modes', 'train_steps', 'device')
+IDENTITY = ('family', 'variant', 'sampler', 'dataset', 'nfe', 'max_modes', 'train_steps',
+            'device')
 
 
 def _finite(values: Sequence[Any]) -> list[float]:
@@ -77,7 +78,7 @@ def markdown_table(rows: Iterable[dict[str, Any]]) -> str:
     hq = None if r.get('hq_fraction') is None else _fmt(
         100 * r['hq_fraction'], 100 * (r.get('hq_fraction_std') or 0))
     lines.append('| ' + ' | '.join([
-        r['dataset'], r['family'], r['sampler'], str(r['nfe']),
+        r['dataset'], r.get('variant') or r['family'], r['sampler'], str(r['nfe']),
         _fmt(r.get('samples_per_second'), r.get('samples_per_second_std')),
         _fmt(r.get('fd'), r.get('fd_std')),
         _fmt(r.get('precision'), r.get('precision_std')),
@@ -211,8 +212,8 @@ def trilemma_figure(rows: Sequence[dict[str, Any]], path: str | None = None):
       ax.errorbar(x, y, xerr=r.get('samples_per_second_std') or 0, yerr=r.get(f'{q_key}_std') or 0,
                   fmt=markers[r['family']], color=colour, ms=11, mec='black',
                   ecolor='0.5', capsize=2)
-      ax.annotate(f"{r['family']} {r['sampler']} (NFE {r['nfe']})", (x, y), fontsize=7,
-                  xytext=(6, 4), textcoords='offset points')
+      label = f"{r.get('variant') or r['family']} {r['sampler']} (NFE {r['nfe']})"
+      ax.annotate(label, (x, y), fontsize=7, xytext=(6, 4), textcoords='offset points')
     ax.set_xscale('log')
     if lower_better:
       ax.invert_yaxis()
