@@ -427,6 +427,24 @@ def test_parts_trajectory_ends_in_the_samplers_draw_and_draw_gives_the_steps_pai
   chex.assert_trees_all_close(got, want)
 
 
+def test_parts_denoise_runs_the_last_t_steps_of_the_chain():
+  config = small_config(num_steps=3)
+  parts = ddgan.build_parts(config, POINTS)
+  state = ddgan.build_family(config, POINTS).init(jax.random.PRNGKey(0), make_batch(POINTS))
+  g = state.ema['generator']
+  x = jax.random.normal(jax.random.PRNGKey(1), (5, 2))
+  key = jax.random.PRNGKey(2)
+  full = ddgan.sample_chain(parts.generator, g, parts.schedule, key, x, latent_dim=3)
+  np.testing.assert_array_equal(parts.denoise(g, x, 3, key), full)
+  # From x_1: one generator call, x0_hat itself (the posterior variance is 0 at t = 1).
+  z_key, _ = jax.random.split(jax.random.fold_in(key, 1))
+  want = parts.generator.apply({'params': g}, x, jax.random.normal(z_key, (5, 3)),
+                               jnp.ones((5,), jnp.int32))
+  np.testing.assert_allclose(parts.denoise(g, x, 1, key), want, rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match=r'from_t=4 must be in 1\.\.3'):
+    parts.denoise(g, x, 4, key)
+
+
 # ------------------------------------------------------ compilation, devices
 
 

@@ -179,7 +179,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
 
 
 def sample_chain(generator: nn.Module, g_params: Any, schedule: Schedule, rng: jax.Array,
-                 x_T: jax.Array, *, latent_dim: int, trajectory: bool = False) -> jax.Array:
+                 x_T: jax.Array, *, latent_dim: int, trajectory: bool = False,
+                 from_t: int | None = None) -> jax.Array:
   """Runs the reverse chain ``x_T -> x_0`` in T compiled steps (``lax.scan``); NFE = T.
 
   Step ``t = T..1``: ``x0_hat = G(x_t, z_t, t)`` with a fresh ``z_t``, then
@@ -194,10 +195,13 @@ def sample_chain(generator: nn.Module, g_params: Any, schedule: Schedule, rng: j
     x_T: ``[n, ...]`` the starting noise (network scale).
     latent_dim: dimension of ``z``.
     trajectory: also return the intermediate states.
+    from_t: start the chain at step ``from_t`` in ``1..T`` instead of T:
+      ``x_T`` then holds ``x_{from_t}`` and the chain runs ``from_t`` steps.
 
   Returns:
     ``[n, ...]`` samples on the network's scale; with ``trajectory``
-    ``[T + 1, n, ...]``, entry ``i`` being ``x_{T - i}`` (first ``x_T``, last the samples).
+    ``[from_t + 1, n, ...]``, entry ``i`` being ``x_{from_t - i}`` (first the
+    start, last the samples).
   """
   n = x_T.shape[0]
 
@@ -209,7 +213,10 @@ def sample_chain(generator: nn.Module, g_params: Any, schedule: Schedule, rng: j
     x = fake_prev(schedule, x0_hat, x, tb, noise_key)
     return x, (x if trajectory else None)
 
-  ts = jnp.arange(schedule.num_steps, 0, -1, dtype=jnp.int32)
+  first = schedule.num_steps if from_t is None else int(from_t)
+  if not 1 <= first <= schedule.num_steps:
+    raise ValueError(f'from_t={from_t!r} must be in 1..{schedule.num_steps}.')
+  ts = jnp.arange(first, 0, -1, dtype=jnp.int32)
   x, xs = jax.lax.scan(step, x_T, ts)
   return jnp.concatenate([x_T[None], xs], axis=0) if trajectory else x
 
@@ -266,6 +273,15 @@ class Parts(NamedTuple):
     """
     return _chain(self.generator, self.schedule, self.shape, g_params, rng, n,
                   latent_dim=self.latent_dim, data_scale=self.data_scale, trajectory=True)
+
+  def denoise(self, g_params: Any, x_t: jax.Array, t: int, rng: jax.Array) -> jax.Array:
+    """The generator's steps ``t, ..., 1`` from ``x_t`` (network scale): ``x_0``, ``[n, *shape]``.
+
+    Started from exact draws of ``q(x_t)`` (:mod:`trilemma_jax.analytic`), this
+    isolates the error of the last ``t`` steps.
+    """
+    return sample_chain(self.generator, g_params, self.schedule, rng, jnp.asarray(x_t),
+                        latent_dim=self.latent_dim, from_t=t)
 
 
 def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:

@@ -1,0 +1,94 @@
+"""Where a trained DDGAN's mode weights go wrong, step by step (grid25 / ring8 runs).
+
+For each run, and each t in 1..T, the chain starts from exact draws of q(x_t)
+(trilemma_jax.analytic) and runs only the generator's last t steps
+(``Parts.denoise``); t = T is the sampler itself up to the start (q(x_T) instead
+of N(0, I)). The error of the mode figures as t grows says which steps put the
+mode weights off. The per-mode histogram of the full chain is split by the
+position of the mode (corner, edge, interior of the grid) to show whether the
+unevenness follows the geometry.
+
+  .venv/bin/python experiments/investigations/ddgan_step_errors.py \\
+      --workdirs runs/tsweep/runs/grid25/ddgan_T4/seed_0,... [--out step_errors.json]
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from trilemma_jax import analytic, checkpoints, data, evaluation, families, metrics, parallel
+from trilemma_jax.families.ddgan import family as ddgan
+
+_WORKDIRS = flags.DEFINE_list('workdirs', None, 'Trained DDGAN runs on grid25 or ring8.',
+                              required=True)
+_SAMPLES = flags.DEFINE_integer('samples', 2500, 'Samples per chain (the mode protocol uses 2,500).')
+_OUT = flags.DEFINE_string('out', '', 'Optional JSON output.')
+
+
+def mode_shares(x: np.ndarray, info) -> np.ndarray:
+  """Share of the high-quality samples per mode (nearest mean within 3 std)."""
+  d = np.linalg.norm(x[:, None, :] - info.means[None], axis=-1)
+  nearest, hq = d.argmin(1), d.min(1) <= 3 * info.std
+  counts = np.bincount(nearest[hq], minlength=len(info.means)).astype(np.float64)
+  return counts / max(counts.sum(), 1.0)
+
+
+def grid_position(means: np.ndarray) -> np.ndarray:
+  """'corner' / 'edge' / 'interior' of each mean on a square grid ('ring' otherwise)."""
+  lo, hi = means.min(0), means.max(0)
+  on_border = (np.isclose(means, lo) | np.isclose(means, hi)).sum(1)
+  if len(means) != 25:
+    return np.array(['ring'] * len(means))
+  return np.array(['interior', 'edge', 'corner'])[on_border]
+
+
+def analyse(workdir: str, n: int) -> dict:
+  config = evaluation.load_config(workdir)
+  info = data.load_info(config.data.name)
+  family = families.build(config, info)
+  state = checkpoints.restore_state(workdir, family, info, parallel.make_mesh(jax.devices()[:1]))
+  parts = ddgan.build_parts(config, info)
+  g = state.ema[ddgan.GENERATOR]
+  mix = analytic.data_mixture(info, parts.data_scale)
+  T = parts.schedule.num_steps
+  out = {'workdir': workdir, 'seed': int(config.seed), 'T': T, 'from_exact_x_t': {}}
+  for t in range(1, T + 1):
+    x_t = analytic.sample(analytic.marginal(parts.schedule, mix, t), jax.random.PRNGKey(t), (n,))
+    x0 = np.asarray(parts.denoise(g, x_t, t, jax.random.PRNGKey(100 + t))) / parts.data_scale
+    out['from_exact_x_t'][t] = metrics.mode_metrics(x0, info.means, info.std)
+  sampler = np.asarray(family.sample(state, jax.random.PRNGKey(7), n))
+  out['sampler'] = metrics.mode_metrics(sampler, info.means, info.std)
+  shares = mode_shares(sampler, info)
+  where = grid_position(info.means)
+  out['share_x_modes_by_position'] = {
+      str(pos): float(shares[where == pos].mean() * len(shares)) for pos in sorted(set(where))}
+  out['share_x_modes_min_max'] = [float(shares.min() * len(shares)),
+                                  float(shares.max() * len(shares))]
+  return out
+
+
+def main(argv):
+  del argv
+  results = [analyse(w, _SAMPLES.value) for w in _WORKDIRS.value]
+  for r in results:
+    print(f"{r['workdir']} (seed {r['seed']}, T = {r['T']})")
+    for t, m in r['from_exact_x_t'].items():
+      print(f"  generator's last {t} step(s) from exact x_{t}: {m['modes']}/{m['max_modes']} "
+            f"modes, {100 * m['hq_fraction']:.1f} %HQ, reverse KL {m['reverse_kl']:.3f}")
+    m = r['sampler']
+    print(f"  sampler (x_T ~ N(0, I)): {m['modes']}/{m['max_modes']} modes, "
+          f"{100 * m['hq_fraction']:.1f} %HQ, reverse KL {m['reverse_kl']:.3f}")
+    print('  mode share x K by position (1 = fair):',
+          {k: round(v, 2) for k, v in r['share_x_modes_by_position'].items()},
+          'min / max', [round(v, 2) for v in r['share_x_modes_min_max']])
+  if _OUT.value:
+    with open(_OUT.value, 'w') as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)
