@@ -1,0 +1,25 @@
+"""Profiles of the issue-11 DDGAN investigation (docs/ddgan_steps.md), for ``--profile``.
+
+  PYTHONPATH=experiments/investigations .venv/bin/python experiments/trilemma.py \\
+      --profile ddgan_profiles:GRID25_FIVE_SEEDS --workdir runs/tsweep
+
+Given the workdir of the ``ddgan_steps`` profile, it reuses that profile's
+seeds 0-2 of T = 4 and T = 8 (same settings) and adds seeds 3 and 4, and the
+T = 4 variant with two discriminator updates per generator update.
+"""
+
+from trilemma_jax.profiles import PROFILES, Profile
+
+_SWEEP = PROFILES['ddgan_steps']
+
+GRID25_FIVE_SEEDS = Profile(
+    datasets=('grid25',),
+    families=('ddgan_T4', 'ddgan_T8', 'ddgan_T4_nc2'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides=_SWEEP.overrides,
+    variants={**_SWEEP.variants,
+              'ddgan_T4_nc2': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.n_critic': 2})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN on 5 seeds: T = 4, T = 8, and T = 4 with two D updates per G update',
+)
