@@ -150,24 +150,20 @@ def corner_leaders(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[s
 def _corner_score(row: dict[str, Any], corner: str, axes) -> tuple[float, ...] | None:
   """A tuple that is larger for a better row, or None without a finite figure."""
   q_key, _, lower_better, c_key, _ = axes
+  finite = lambda v: v is not None and math.isfinite(v)
   if corner == 'quality':
-    values = [row.get(q_key)]
-    score = lambda: (-row[q_key] if lower_better else row[q_key],)
-  elif corner == 'speed':
-    values = [row.get('samples_per_second')]
-    score = lambda: (row['samples_per_second'],)
-  elif c_key == 'modes_fraction':
-    values = [row.get('modes'), row.get('max_modes')]
-    kl = row.get('reverse_kl')
-    kl = kl if kl is not None and math.isfinite(kl) else math.inf
-    score = lambda: (row['modes'] / row['max_modes'], -kl)
-  else:
-    values = [row.get(c_key)]
-    score = lambda: (row[c_key],)
-  if any(v is None or not math.isfinite(v) for v in values) or (
-      c_key == 'modes_fraction' and corner == 'coverage' and not row['max_modes']):
-    return None
-  return score()
+    v = row.get(q_key)
+    return ((-v if lower_better else v),) if finite(v) else None
+  if corner == 'speed':
+    v = row.get('samples_per_second')
+    return (v,) if finite(v) else None
+  if c_key == 'modes_fraction':
+    modes, max_modes, kl = row.get('modes'), row.get('max_modes'), row.get('reverse_kl')
+    if not finite(modes) or not max_modes:
+      return None
+    return (modes / max_modes, -kl if finite(kl) else -math.inf)
+  v = row.get(c_key)
+  return (v,) if finite(v) else None
 
 
 def _marker(family: str) -> str:

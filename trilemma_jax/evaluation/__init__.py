@@ -66,8 +66,9 @@ def feature_spec_for_run(workdir: str, min_accuracy: float) -> metrics.FeatureNe
                                 min_accuracy=float(min_accuracy))
 
 
-def evaluate_run(workdir: str, *, num_samples: int | None = None, speed_repeats: int = 5, feature_cache_dir: str | None = None,
-                 likelihood_examples: int | None = None, seed: int = 0,
+def evaluate_run(workdir: str, *, num_samples: int | None = None, speed_repeats: int = 5,
+                 feature_cache_dir: str | None = None, likelihood_examples: int | None = None,
+                 seed: int = 0,
                  feature_spec: metrics.FeatureNetSpec | None = None) -> list[dict[str, Any]]:
   """One row per sampler of the run's family (see the module docstring).
 
