@@ -26,6 +26,46 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """Joins a multi-process job (``jax.distributed.initialize``); call before any other JAX call.
+
+  With no arguments the cluster is detected (TPU VMs, SLURM, Open MPI, ...).
+  Elsewhere give all three: the coordinator's ``host:port`` (process 0 listens
+  there), the number of processes, and this process's index. CPU processes
+  talk through gloo, so the same job runs on one machine with several
+  processes (the project's tests do this on loopback).
+  """
+  given = [coordinator_address is not None, num_processes is not None, process_id is not None]
+  if any(given) and not all(given):
+    raise ValueError(
+        'A multi-process job outside a detected cluster needs all of coordinator_address '
+        f'(host:port of process 0), num_processes and process_id; got coordinator_address='
+        f'{coordinator_address!r}, num_processes={num_processes!r}, process_id={process_id!r}.')
+  if num_processes is not None and not 0 <= process_id < num_processes:
+    raise ValueError(f'process_id must be in [0, {num_processes}), got {process_id}.')
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def to_numpy(x: Any) -> Any:
+  """A (possibly multi-process) array tree as numpy, the same on every process.
+
+  Arrays on this process's devices, and replicated ones, are read locally; an
+  array sharded over other processes' devices is gathered (every process must
+  call this then, as with any collective).
+  """
+  def one(a):
+    if not isinstance(a, jax.Array) or a.is_fully_addressable:
+      return np.asarray(a)
+    if a.is_fully_replicated:
+      return np.asarray(a.addressable_data(0))
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+  return jax.tree.map(one, x)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

@@ -10,6 +10,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from trilemma_jax import parallel
 from trilemma_jax.train_state import Family, TrainState
 
 
@@ -33,7 +34,7 @@ def draw(fn: Callable[..., jax.Array], state: TrainState, n: int, *, batch: int,
   Batch ``i`` draws from ``fold_in(PRNGKey(seed), i)``.
   """
   key = jax.random.PRNGKey(seed)
-  chunks = [np.asarray(fn(state, jax.random.fold_in(key, i), batch))
+  chunks = [parallel.to_numpy(fn(state, jax.random.fold_in(key, i), batch))
             for i in range(math.ceil(n / batch))]
   return np.concatenate(chunks)[:n]
 
@@ -58,7 +59,7 @@ def draw_timed(fn: Callable[..., jax.Array], state: TrainState, n: int, *, batch
     out = jax.block_until_ready(fn(state, jax.random.fold_in(key, i), batch))
     seconds.append(time.perf_counter() - start)
     if len(chunks) * batch < n:
-      chunks.append(np.asarray(out))
+      chunks.append(parallel.to_numpy(out))
   timed = seconds[2:]
   return np.concatenate(chunks)[:n], {'samples_per_second': batch / statistics.median(timed),
                                        'compile_seconds': seconds[0],
@@ -68,4 +69,4 @@ def draw_timed(fn: Callable[..., jax.Array], state: TrainState, n: int, *, batch
 def draw_samples(family: Family, state: TrainState, n: int, seed: int = 0,
                  sampler: str | None = None) -> np.ndarray:
   """``n`` samples with the named sampler (default: the family's first) in one call, as numpy."""
-  return np.asarray(sampler_fn(family, sampler)(state, jax.random.PRNGKey(seed), n))
+  return parallel.to_numpy(sampler_fn(family, sampler)(state, jax.random.PRNGKey(seed), n))

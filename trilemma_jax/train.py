@@ -38,14 +38,22 @@ log = logging.getLogger(__name__)
 
 
 class PreemptionSignal:
-  """Turns SIGTERM into a flag the loop polls after each step (then saves and stops)."""
+  """Turns SIGTERM into a flag the loop polls after each call (then saves and stops).
+
+  In a multi-process job the flag is JAX's preemption sync point: the
+  distributed runtime catches SIGTERM on any process (or the TPU maintenance
+  notice) and every process reaches the same step with the flag set, so all of
+  them save that step and stop, without a collective per step.
+  """
 
   def __init__(self):
     self._event = threading.Event()
     self._previous = None
+    self._multi = False
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    self._multi = jax.process_count() > 1
+    if not self._multi and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
     return self
 
@@ -53,12 +61,11 @@ class PreemptionSignal:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
 
-  def requested(self) -> bool:
-    flag = self._event.is_set()
-    if jax.process_count() > 1:
+  def requested(self, step: int) -> bool:
+    if self._multi:
       from jax.experimental import multihost_utils
-      flag = bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
-    return flag
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._event.is_set()
 
 
 class MetricWriter:
@@ -234,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if step % config.train.checkpoint_every == 0:
           save(step)
           last_saved = step
-        if preemption.requested():
+        if preemption.requested(step):
           log.warning('SIGTERM: saving step %d and stopping.', step)
           break
     if last_saved != step:
@@ -246,30 +253,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if bar is not None:
       bar.close()
 
-  if step >= config.train.steps and jax.process_index() == 0:
+  if step >= config.train.steps:
     _write_final_outputs(config, workdir, family, state, info, writer_step=step)
   return state
 
 
 def _write_final_outputs(config, workdir, family, state, info, *, writer_step: int) -> None:
+  """Samples, reconstructions and the test-split bound of the final state.
+
+  Every process computes them (the state spans the devices of all processes),
+  and process 0 writes them.
+  """
+  writes = jax.process_index() == 0
   # Drawn in calls of the evaluation's batch size: its compiled sampler is then reused.
   samples = sampling.draw(sampling.sampler_fn(family), state, config.train.num_samples,
                           batch=min(config.train.num_samples, SPEED_BATCH), seed=config.seed)
-  path = os.path.join(workdir, 'samples', f'step_{writer_step:07d}.png')
-  plotting.save_samples(samples, path, kind=info.kind, means=info.means,
-                        title=f'{config.family} on {info.name}, step {writer_step}')
+  if writes:
+    path = os.path.join(workdir, 'samples', f'step_{writer_step:07d}.png')
+    plotting.save_samples(samples, path, kind=info.kind, means=info.means,
+                          title=f'{config.family} on {info.name}, step {writer_step}')
   test = data_lib.get_source(config.data.name, 'test', data_dir=config.data.data_dir or None)
   if family.reconstruct is not None and info.kind == 'image':
     x = next(data_lib.eval_batches(test, batch_size=min(32, len(test))))['x']
-    x_hat = np.asarray(jax.jit(family.reconstruct)(state, x))
+    x_hat = parallel.to_numpy(jax.jit(family.reconstruct)(state, x))
     pairs = np.stack([x, x_hat], axis=1).reshape(-1, *info.shape)  # originals left, recons right
-    plotting.save_image_grid(
-        pairs, os.path.join(workdir, 'samples', f'reconstructions_{writer_step:07d}.png'),
-        columns=8, scale=4 if info.shape[0] <= 16 else 2)
+    if writes:
+      plotting.save_image_grid(
+          pairs, os.path.join(workdir, 'samples', f'reconstructions_{writer_step:07d}.png'),
+          columns=8, scale=4 if info.shape[0] <= 16 else 2)
   if family.evaluate is not None and config.get('eval') is not None:
     scores = evaluate_likelihood(family, state, test, batch_size=config.eval.batch_size,
                                  seed=config.seed, limit=config.eval.num_examples or None)
-    with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
-      row = {'step': writer_step, **{f'test/{k}': v for k, v in scores.items()}}
-      f.write(json.dumps(row) + '\n')
-    log.info('Test split: %s', scores)
+    if writes:
+      with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
+        row = {'step': writer_step, **{f'test/{k}': v for k, v in scores.items()}}
+        f.write(json.dumps(row) + '\n')
+      log.info('Test split: %s', scores)

@@ -23,3 +23,26 @@ GRID25_FIVE_SEEDS = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='grid25 DDGAN on 5 seeds: T = 4, T = 8, and T = 4 with two D updates per G update',
 )
+
+_NC2 = {'ddgan.num_steps': 4, 'ddgan.n_critic': 2}
+
+# One change at a time on top of T = 4 with two D updates (section 3), 3 seeds
+# each; the baseline's seeds 0-2 are reused from GRID25_FIVE_SEEDS.
+GRID25_SCREEN = Profile(
+    datasets=('grid25',),
+    families=('ddgan_T4_nc2', 'ddgan_T4_b1024', 'ddgan_T4_nc2_cos', 'ddgan_T4_nc2_dwide',
+              'ddgan_T4_nc2_r1low', 'ddgan_T4_nc2_6k'),
+    seeds=(0, 1, 2),
+    overrides=_SWEEP.overrides,
+    variants={
+        'ddgan_T4_nc2': ('ddgan', _NC2),
+        'ddgan_T4_b1024': ('ddgan', {'ddgan.num_steps': 4, 'data.batch_size': 1024}),
+        'ddgan_T4_nc2_cos': ('ddgan', {**_NC2, 'optim.cosine_decay': True}),
+        'ddgan_T4_nc2_dwide': ('ddgan', {**_NC2, 'model.points.d_widths': (256, 256, 256)}),
+        'ddgan_T4_nc2_r1low': ('ddgan', {**_NC2, 'ddgan.r1_gamma': 0.02}),
+        'ddgan_T4_nc2_6k': ('ddgan', {**_NC2, 'train.steps': 6000}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4 screen: one change at a time on top of n_critic = 2',
+)

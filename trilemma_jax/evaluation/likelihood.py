@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from trilemma_jax import data as data_lib
+from trilemma_jax import parallel
 from trilemma_jax.train_state import Family, TrainState
 
 
@@ -29,7 +30,7 @@ def evaluate_likelihood(family: Family, state: TrainState, source, *, batch_size
     # Pad to the full batch so every call hits the same compiled program.
     padded = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - n, 0)]) if n < batch_size
               else v for k, v in batch.items()}
-    out = jax.device_get(fn(state, padded, jax.random.fold_in(jax.random.PRNGKey(seed), i)))
+    out = parallel.to_numpy(fn(state, padded, jax.random.fold_in(jax.random.PRNGKey(seed), i)))
     for k, v in out.items():
       totals[k] = totals.get(k, 0.0) + float(np.sum(np.asarray(v)[:n], dtype=np.float64))
     count += n
