@@ -5,6 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# TRILEMMA_ACCELERATOR=tpu, cuda12 or cuda13 adds jax's plugin for that device
+# at the pinned jax version (TPU VMs, NVIDIA hosts); unset: CPU only.
+accelerator=${TRILEMMA_ACCELERATOR:-}
+case "$accelerator" in
+  ""|tpu|cuda12|cuda13) ;;
+  *) echo "TRILEMMA_ACCELERATOR must be tpu, cuda12, cuda13 or unset, got '$accelerator'" >&2
+     exit 2 ;;
+esac
+
 # Fashion-MNIST IDX files (the `fashion_mnist` dataset reads them offline).
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -35,7 +44,7 @@ fi
 
 constraints="requirements/constraints-py${minor}.txt"
 stamp=.venv/.trilemma-installed
-want=$(cat setup.cfg "$constraints" 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$( (cat setup.cfg "$constraints" 2>/dev/null; echo "$accelerator") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   if [ -f "$constraints" ]; then
@@ -43,6 +52,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   else
     echo "note: no pinned versions for Python ${minor}; installing the newest that pip resolves." >&2
     .venv/bin/python -m pip install -q -e '.[dev]'
+  fi
+  if [ -n "$accelerator" ]; then
+    jax_version=$(.venv/bin/python -c 'import jax; print(jax.__version__)')
+    .venv/bin/python -m pip install -q "jax[$accelerator]==$jax_version"
   fi
   echo "$want" > "$stamp"
 fi

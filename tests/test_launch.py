@@ -1,0 +1,66 @@
+"""experiments/tpu_vm.sh and the accelerator switch of experiments/setup.sh, without gcloud.
+
+TRILEMMA_DRY_RUN=1 makes the launch script print its gcloud commands; these
+tests check that what each worker would run is the train command as given.
+"""
+
+import os
+import shlex
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TPU_VM = os.path.join(ROOT, 'experiments', 'tpu_vm.sh')
+
+
+def _dry_run(*args, **env):
+  return subprocess.run(['bash', TPU_VM, *args], capture_output=True, text=True, cwd=ROOT,
+                        env={**os.environ, 'TRILEMMA_DRY_RUN': '1', **env})
+
+
+def _worker_command(printed: str) -> list[str]:
+  words = shlex.split(printed)
+  assert words[:5] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh']
+  assert '--worker=all' in words
+  (command,) = [w[len('--command='):] for w in words if w.startswith('--command=')]
+  return shlex.split(command)
+
+
+def test_train_runs_the_same_distributed_command_on_every_worker():
+  out = _dry_run('train', 'my-tpu', 'us-central2-b', '--config',
+                 'trilemma_jax/families/ddgan/config.py:cifar10', '--workdir', '/mnt/shared/run 1',
+                 '--config.train.steps=10', TPU_PROJECT='my-project')
+  assert out.returncode == 0, out.stderr
+  words = shlex.split(out.stdout)
+  assert words[5:7] == ['my-tpu', '--zone=us-central2-b']
+  assert '--project=my-project' in words
+  command = _worker_command(out.stdout)
+  start = command.index('.venv/bin/python')
+  assert command[start:] == [
+      '.venv/bin/python', 'experiments/train.py', '--distributed', '--config',
+      'trilemma_jax/families/ddgan/config.py:cifar10', '--workdir', '/mnt/shared/run 1',
+      '--config.train.steps=10']
+
+
+def test_setup_installs_this_commit_with_the_tpu_plugin_on_every_worker():
+  out = _dry_run('setup', 'my-tpu', 'europe-west4-a', TRILEMMA_COMMIT='abc123',
+                 TRILEMMA_REPO='https://example.org/fork.git')
+  assert out.returncode == 0, out.stderr
+  command = ' '.join(_worker_command(out.stdout))
+  assert 'git clone -q https://example.org/fork.git' in command
+  assert 'git checkout -q abc123' in command
+  assert 'TRILEMMA_ACCELERATOR=tpu bash experiments/setup.sh' in command
+
+
+def test_train_without_a_shared_workdir_or_with_a_wrong_action_is_refused():
+  out = _dry_run('train', 'my-tpu', 'zone', '--config', 'x.py:grid25')
+  assert out.returncode == 2 and '--workdir' in out.stderr
+  out = _dry_run('start', 'my-tpu', 'zone')
+  assert out.returncode == 2 and 'experiments/tpu_vm.sh setup' in out.stderr
+
+
+def test_setup_refuses_an_unknown_accelerator_before_touching_anything():
+  out = subprocess.run(['bash', os.path.join(ROOT, 'experiments', 'setup.sh')],
+                       capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, 'TRILEMMA_ACCELERATOR': 'rocm'})
+  assert out.returncode == 2
+  assert "must be tpu, cuda12, cuda13 or unset, got 'rocm'" in out.stderr
