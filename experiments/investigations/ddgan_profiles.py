@@ -46,3 +46,16 @@ GRID25_SCREEN = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='grid25 DDGAN T = 4 screen: one change at a time on top of n_critic = 2',
 )
+
+# Every family on the coverage data at the default profile's budgets, one seed:
+# a first look at stacked digits and ring8 before the coverage profile is sized.
+COVERAGE_PROBE = Profile(
+    datasets=('ring8', 'stacked_digits'),
+    seeds=(0,),
+    overrides={**{(f, 'ring8'): dict(o) for (f, d), o in _SWEEP.overrides.items() if d == 'grid25'},
+               **{(f, 'stacked_digits'): dict(o) for (f, d), o in _SWEEP.overrides.items()
+                  if d == 'digits'}},
+    num_samples=1000,
+    speed_repeats=3,
+    description='every family on ring8 and stacked digits, default budgets, one seed',
+)

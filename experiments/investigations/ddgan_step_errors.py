@@ -6,7 +6,12 @@ For each run, and each t in 1..T, the chain starts from exact draws of q(x_t)
 of N(0, I)). The error of the mode figures as t grows says which steps put the
 mode weights off. The per-mode histogram of the full chain is split by the
 position of the mode (corner, edge, interior of the grid) to show whether the
-unevenness follows the geometry.
+unevenness follows the geometry. Last, for each step on its own, it compares
+the generator's one-step distribution p(x_{t-1} | x_t) with the exact
+q(x_{t-1} | x_t), for exact draws of x_t and many latents per x_t: the ratio of
+the conditional variances (below 1: the generator's step is too narrow, it
+ignores z) and the shift of the conditional mean, also along the direction
+away from the grid's centre (negative: pulled inwards).
 
   .venv/bin/python experiments/investigations/ddgan_step_errors.py \\
       --workdirs runs/tsweep/runs/grid25/ddgan_T4/seed_0,... [--out step_errors.json]
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
@@ -46,6 +52,28 @@ def grid_position(means: np.ndarray) -> np.ndarray:
   return np.array(['interior', 'edge', 'corner'])[on_border]
 
 
+def conditional_spread(parts, g_params, mix, t: int, key: jax.Array, *, num_x: int = 400,
+                       num_z: int = 64) -> dict:
+  """One generator step from exact x_t against the exact q(x_{t-1} | x_t)."""
+  x_t = analytic.sample(analytic.marginal(parts.schedule, mix, t), key, (num_x,))
+  x_rep = jnp.repeat(x_t, num_z, axis=0)
+  tb = jnp.full((num_x * num_z,), t, jnp.int32)
+  z = jax.random.normal(jax.random.fold_in(key, 1), (num_x * num_z, parts.latent_dim))
+  x0_hat = parts.generator.apply({'params': g_params}, x_rep, z, tb)
+  x_prev = ddgan.fake_prev(parts.schedule, x0_hat, x_rep, tb, jax.random.fold_in(key, 2))
+  x_prev = np.asarray(x_prev).reshape(num_x, num_z, -1)
+  exact = analytic.denoising(parts.schedule, mix, x_t, t)
+  m_star = np.asarray(analytic.mean(exact))
+  var_star = np.trace(np.asarray(analytic.covariance(exact)), axis1=1, axis2=2)
+  m_g = x_prev.mean(1)
+  var_g = ((x_prev - m_g[:, None]) ** 2).sum(-1).sum(1) / (num_z - 1)
+  outward = m_star / (np.linalg.norm(m_star, axis=1, keepdims=True) + 1e-9)
+  return {'variance_ratio': float(var_g.mean() / var_star.mean()),
+          'mean_shift_rms': float(np.sqrt(((m_g - m_star) ** 2).sum(1).mean())),
+          'mean_shift_outward': float(((m_g - m_star) * outward).sum(1).mean()),
+          'exact_std': float(np.sqrt(var_star.mean() / m_star.shape[1]))}
+
+
 def analyse(workdir: str, n: int) -> dict:
   config = evaluation.load_config(workdir)
   info = data.load_info(config.data.name)
@@ -68,6 +96,8 @@ def analyse(workdir: str, n: int) -> dict:
       str(pos): float(shares[where == pos].mean() * len(shares)) for pos in sorted(set(where))}
   out['share_x_modes_min_max'] = [float(shares.min() * len(shares)),
                                   float(shares.max() * len(shares))]
+  out['one_step'] = {t: conditional_spread(parts, g, mix, t, jax.random.PRNGKey(200 + t))
+                     for t in range(T, 0, -1)}
   return out
 
 
@@ -85,6 +115,10 @@ def main(argv):
     print('  mode share x K by position (1 = fair):',
           {k: round(v, 2) for k, v in r['share_x_modes_by_position'].items()},
           'min / max', [round(v, 2) for v in r['share_x_modes_min_max']])
+    for t, m in r['one_step'].items():
+      print(f"  one step from exact x_{t}: variance {m['variance_ratio']:.3f} x exact "
+            f"(exact std {m['exact_std']:.3f}), mean shift rms {m['mean_shift_rms']:.3f}, "
+            f"outward {m['mean_shift_outward']:+.3f}")
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
       json.dump(results, f, indent=2)
