@@ -1,7 +1,7 @@
 r"""Speed of every family's train step and samplers, and of the DDPM U-Net alone.
 
   python experiments/benchmark.py [--profile default] [--families ddgan --datasets grid25] \
-      [--out runs/benchmark.json]
+      [--precision --precision_steps 100] [--out runs/benchmark.json]
 
 For each family and dataset of the profile (with the profile's settings): train
 steps/s and examples/s (median over timed windows after a warm-up), compile
@@ -9,7 +9,12 @@ seconds apart, achieved GFLOP/s from XLA's cost analysis and its share of a
 float32 matmul peak measured in the same run, and samples/s at batch 100 per
 sampler; then the DDPM U-Net at 28x28 (widths 32, 64, 64) and 8x8 (32, 64),
 batch 128; with --reference_python also diffusers' UNet2DModel on the same
-shapes (experiments/reference/setup.sh). Results go to --out as JSON. Timings on
+shapes (experiments/reference/setup.sh). With --precision every family and
+dataset of the profile is also trained --precision_steps steps in float32 and in
+bfloat16 (model.compute_dtype), same seed and batches, and the JSON gets a
+"precision" list: final losses both ways and their difference, the mean
+absolute difference of samples drawn with the same key (and the mode figures of
+2-D mixtures), train steps/s both ways. Results go to --out as JSON. Timings on
 a shared machine are noisy: compare figures of one run as ratios.
 """
 
@@ -29,6 +34,12 @@ _WINDOWS = flags.DEFINE_integer('windows', 5, 'Timed windows per case (the media
 _STEPS_PER_DISPATCH = flags.DEFINE_integer(
     'steps_per_dispatch', 1, 'Train steps per compiled call (train.steps_per_dispatch).',
     lower_bound=1)
+_PRECISION = flags.DEFINE_bool(
+    'precision', False,
+    'Also train every case in float32 and in bfloat16 and compare losses, samples and speed.')
+_PRECISION_STEPS = flags.DEFINE_integer(
+    'precision_steps', 100, 'Train steps of each run of the precision comparison.',
+    lower_bound=1)
 _REFERENCE = flags.DEFINE_string(
     'reference_python', None,
     'Python with PyTorch and diffusers (experiments/reference/setup.sh makes '
@@ -47,7 +58,8 @@ def main(argv):
   result = benchmark.run(profile_name=_PROFILE.value, family_names=_FAMILIES.value,
                          datasets=_DATASETS.value, unet=_UNET.value, samplers=_SAMPLERS.value,
                          windows=_WINDOWS.value, steps_per_dispatch=_STEPS_PER_DISPATCH.value,
-                         reference_python=_REFERENCE.value)
+                         reference_python=_REFERENCE.value, precision=_PRECISION.value,
+                         precision_steps=_PRECISION_STEPS.value)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value, 'w') as f:
     json.dump(result, f, indent=2)

@@ -37,3 +37,26 @@ def test_cases_follow_the_profile():
   assert benchmark.profile_cases(sweep, ['ddgan_T2'], ['grid25']) == [
       ('ddgan_T2', 'ddgan', 'grid25', {**sweep.overrides_for('ddgan', 'grid25'),
                                        'ddgan.num_steps': 2})]
+
+
+def test_a_precision_case_compares_float32_and_bfloat16_runs():
+  config = families.get_config('ddpm', 'grid25', {
+      'data.batch_size': 32, 'model.points.hidden': (16, 16), 'model.points.time_dim': 16,
+      'ddpm.timesteps': 10, 'ddpm.ddim_steps': (2,), 'optim.warmup_steps': 1,
+      'train.steps': 10})
+  row = benchmark.bench_precision(config, steps=3)
+  assert row['steps'] == 3 and row['num_samples'] == 2500
+  assert row['sampler'] == 'ddim2'  # the fewest network calls of ancestral (10) and ddim2
+  f32, bf16 = row['float32'], row['bfloat16']
+  assert list(f32['final_losses']) == list(bf16['final_losses']) == ['loss']
+  assert row['loss_difference']['loss'] == pytest.approx(
+      bf16['final_losses']['loss'] - f32['final_losses']['loss'])
+  # Same seed, batches and sampling key: the runs differ by their arithmetic only,
+  # which changes the samples by little but not by nothing.
+  assert 0 < row['sample_mean_abs_difference'] < 0.1 * row['sample_mean_abs']
+  for run in (f32, bf16):
+    assert run['steps_per_second'] > 0 and run['compile_seconds'] > 0
+    assert run['modes']['max_modes'] == 25
+  assert row['speedup'] == pytest.approx(bf16['steps_per_second'] / f32['steps_per_second'])
+  with pytest.raises(ValueError, match='steps must be a positive integer, got 0'):
+    benchmark.bench_precision(config, steps=0)

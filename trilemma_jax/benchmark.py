@@ -6,6 +6,11 @@ Achieved GFLOP/s come from XLA's cost analysis of the compiled program (the
 FLOPs XLA counts for one call) divided by the measured time, and are put
 beside the peak of a large float32 matmul measured in the same run, so that
 machines of different speed can be compared as ratios.
+
+The precision section (:func:`bench_precision`) trains each case twice, with
+``model.compute_dtype`` float32 and bfloat16, from the same seed on the same
+batches, and reports what mixed precision changed: losses, samples, mode
+figures and train speed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trilemma_jax import checkpoints, data, families, parallel, profiles, sampling
+from trilemma_jax import checkpoints, data, families, parallel, profiles, sampling, validation
+from trilemma_jax import config as config_lib
+from trilemma_jax.evaluation import coverage
 from trilemma_jax.evaluation import speed as speed_lib
 from trilemma_jax.train_state import new_rng
 
@@ -146,6 +153,80 @@ def bench_samplers(family, state, *, repeats: int = 3) -> dict[str, dict[str, An
   return out
 
 
+PRECISIONS = ('float32', 'bfloat16')
+
+
+def bench_precision(config, *, steps: int = 100) -> dict[str, Any]:
+  """``config`` trained ``steps`` steps in float32 and in bfloat16, compared.
+
+  Both runs start from the same parameters (the seed's; they do not depend on
+  the compute dtype) and take the same ``steps`` batches of the dataset,
+  prefetched to one device, one step per call. Their samples come from the
+  family's cheapest sampler (fewest network calls) with the same key. The
+  learning-rate schedules are those of ``config.train.steps``, of which the
+  first ``steps`` are run. Meant for a small ``steps``: every batch is held on
+  the device at once.
+
+  Returns:
+    ``steps``, ``num_samples``, ``sampler``; per precision (``'float32'``,
+    ``'bfloat16'``) ``steps_per_second`` (of the median step after the
+    first, each timed to its end), ``compile_seconds``, ``final_losses`` (the
+    metrics named ``*loss`` of the last step) and for 2-D mixtures ``modes``
+    (the mode figures of the samples); ``loss_difference`` (bfloat16 minus
+    float32, per loss), ``sample_mean_abs_difference`` (mean absolute
+    difference of the two sample sets, in data units) beside
+    ``sample_mean_abs`` (of the float32 samples) for scale, and ``speedup``
+    (bfloat16 steps/s over float32).
+  """
+  steps = validation.positive_int('steps', steps)
+  info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  source = data.get_source(config.data.name, 'train', data_dir=config.data.data_dir or None)
+  iterator = data.train_iterator(source, global_batch_size=config.data.batch_size,
+                                 seed=config.seed)
+  batches = [parallel.shard_batch(next(iterator), mesh) for _ in range(steps)]
+  mixture = info.protocol.modes == 'mixture'
+  num_samples = info.protocol.mode_samples if mixture else config.train.num_samples
+  out: dict[str, Any] = {'steps': steps, 'num_samples': num_samples}
+  samples = {}
+  for precision in PRECISIONS:
+    run_config = config_lib.apply_overrides(config.copy_and_resolve_references(),
+                                            {'model.compute_dtype': precision})
+    family = families.build(run_config, info)
+    state = parallel.jit_init(family.init, mesh)(new_rng(config.seed),
+                                                 checkpoints.example_batch(info))
+    start = time.perf_counter()
+    step = parallel.jit_train_step(family.train_step, mesh).lower(state, batches[0]).compile()
+    compile_seconds = time.perf_counter() - start
+    seconds = []
+    for batch in batches:
+      start = time.perf_counter()
+      state, metrics = step(state, batch)
+      jax.block_until_ready(state)
+      seconds.append(time.perf_counter() - start)
+    sampler = min(family.samplers, key=lambda name: family.samplers[name][1])
+    samples[precision] = sampling.draw_samples(family, state, num_samples, seed=config.seed,
+                                               sampler=sampler)
+    out['sampler'] = sampler
+    # The median step after the first (which may carry one-off costs): robust to
+    # the load spikes of a shared machine.
+    row = {'steps_per_second': 1.0 / statistics.median(seconds[1:] or seconds),
+           'compile_seconds': compile_seconds,
+           'final_losses': {k: float(v) for k, v in jax.device_get(metrics).items()
+                            if k.endswith('loss')}}
+    if mixture:
+      row['modes'] = coverage.mode_figures(info, samples[precision])
+    out[precision] = row
+  f32, bf16 = out['float32'], out['bfloat16']
+  out['loss_difference'] = {k: bf16['final_losses'][k] - v
+                            for k, v in f32['final_losses'].items()}
+  difference = np.abs(samples['bfloat16'].astype(np.float64) - samples['float32'])
+  out['sample_mean_abs_difference'] = float(np.mean(difference))
+  out['sample_mean_abs'] = float(np.mean(np.abs(samples['float32'])))
+  out['speedup'] = bf16['steps_per_second'] / f32['steps_per_second']
+  return out
+
+
 def profile_cases(profile: profiles.Profile, family_names: Sequence[str] | None = None,
                   datasets: Sequence[str] | None = None) -> list[tuple[str, str, str, dict]]:
   """``(entry, family, dataset, overrides)`` of every entry of ``families`` (a family or a
@@ -185,13 +266,20 @@ def reference_unets(python: str, cases: Sequence[str], windows: int) -> dict[str
 def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = None,
         datasets: Sequence[str] | None = None, unet: bool = True, samplers: bool = True,
         windows: int = 5, steps_per_dispatch: int = 1, reference_python: str | None = None,
+        precision: bool = False, precision_steps: int = 100,
         log: Callable[[str], None] = print) -> dict[str, Any]:
   """The whole benchmark; returns the JSON-ready result.
 
   With ``reference_python`` the U-Net cases are also timed in diffusers
   (:func:`reference_unets`), right after ours, and each gets ``reference`` and
   ``speedup_vs_reference`` (our examples/s over diffusers').
+
+  With ``precision`` every profile case is also trained ``precision_steps``
+  steps in float32 and in bfloat16 (:func:`bench_precision`); the rows go to
+  ``result['precision']``.
   """
+  if precision:
+    precision_steps = validation.positive_int('precision_steps', precision_steps)
   peak = matmul_peak()
   log(f'matmul peak {peak:.1f} GFLOP/s')
   result: dict[str, Any] = {'machine': machine(), 'matmul_peak_gflops': peak,
@@ -199,6 +287,7 @@ def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = N
                             'cases': []}
   cases = [(f'{e}/{d}', f, d, o) for e, f, d, o in profile_cases(
       profiles.get_profile(profile_name), family_names, datasets)]
+  precision_cases = list(cases)
   if unet:
     cases += [(name, 'ddpm', o['data.name'], o) for name, o in unet_cases()]
   for name, family_name, dataset, overrides in cases:
@@ -216,7 +305,29 @@ def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = N
                                      row['reference']['examples_per_second'])
     log(_describe(row))
     result['cases'].append(row)
+  if precision:
+    result['precision'] = []
+    for name, family_name, dataset, overrides in precision_cases:
+      overrides = {k: v for k, v in overrides.items() if k != 'data.name'}
+      config = families.get_config(family_name, dataset, overrides)
+      row = {'case': name, 'family': family_name, 'dataset': dataset,
+             **bench_precision(config, steps=precision_steps)}
+      log(_describe_precision(row))
+      result['precision'].append(row)
   return result
+
+
+def _describe_precision(row: dict[str, Any]) -> str:
+  f32, bf16 = row['float32'], row['bfloat16']
+  losses = ', '.join(f'{k} {f32["final_losses"][k]:.4g} -> {bf16["final_losses"][k]:.4g}'
+                     for k in f32['final_losses'])
+  text = (f"{row['case']} float32 -> bfloat16 after {row['steps']} steps: {losses}; "
+          f"samples differ by {row['sample_mean_abs_difference']:.3g} "
+          f"(mean |x| {row['sample_mean_abs']:.3g}); {f32['steps_per_second']:.1f} -> "
+          f"{bf16['steps_per_second']:.1f} steps/s ({row['speedup']:.2f}x)")
+  if 'modes' in f32 and f32['modes'] and bf16['modes']:
+    text += f"; modes {f32['modes']['modes']} -> {bf16['modes']['modes']}"
+  return text
 
 
 def _describe(row: dict[str, Any]) -> str:

@@ -26,6 +26,17 @@ from trilemma_jax.data.info import KINDS, DatasetInfo
 # model, optimiser, batch size, family keys) belongs to another run.
 RESUMABLE = ('train', 'eval', 'data.data_dir')
 
+# The computation dtypes of the networks (config.model.compute_dtype). Parameters
+# and optimiser state stay float32 under either; 'bfloat16' only changes the
+# arithmetic inside the networks (see README, "Mixed precision").
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+# Keys added after runs were saved, each with the value those older runs used
+# without naming it. A saved config that lacks one reads as having that value,
+# so the run stays resumable (changed_keys) and can still be built and
+# evaluated from its config.json (setting).
+ADDED_KEYS: dict[str, Any] = {'model.compute_dtype': 'float32'}
+
 
 def base_config(family: str, dataset: str, kind: str) -> ml_collections.ConfigDict:
   """The keys every run has; the family adds ``model.<kind>``, ``optim`` and its own.
@@ -61,6 +72,9 @@ def base_config(family: str, dataset: str, kind: str) -> ml_collections.ConfigDi
   c.ema.warmup = True
 
   c.model = ml_collections.ConfigDict()
+  # dtype of the networks' arithmetic: 'float32', or 'bfloat16' for mixed
+  # precision (parameters, optimiser state, losses and samplers stay float32).
+  c.model.compute_dtype = 'float32'
   c.model[kind] = ml_collections.ConfigDict()
   c.optim = ml_collections.ConfigDict()
   return c
@@ -80,6 +94,9 @@ def validate_shared(config: ml_collections.ConfigDict, info: DatasetInfo) -> Non
       'ema.warmup': validation.boolean,
       'seed': validation.non_negative_int,
   })
+  # Through setting(): the config.json of a run saved before the key existed lacks it.
+  validation.one_of(COMPUTE_DTYPES)('config.model.compute_dtype',
+                                    setting(config, 'model.compute_dtype'))
   sections = [k for k in KINDS if k in config.model]
   if sections != [info.kind]:
     raise ValueError(
@@ -87,6 +104,17 @@ def validate_shared(config: ml_collections.ConfigDict, info: DatasetInfo) -> Non
         f'model.{info.kind} (and no other kind), but it has {sections or "none"}. Build the '
         f"config for this dataset: families.get_config(family, {info.name!r}) or "
         f"config.py:{info.name}.")
+
+
+def setting(config: Any, path: str) -> Any:
+  """``config.<path>``, or for a key of :data:`ADDED_KEYS` missing from ``config`` (the
+  config of a run saved before the key existed) the value that run used."""
+  if path in ADDED_KEYS:
+    try:
+      return validation.config_value(config, path)
+    except ValueError:
+      return ADDED_KEYS[path]
+  return validation.config_value(config, path)
 
 
 def load_config_file(spec: str, overrides: Mapping[str, Any] | None = None
@@ -138,9 +166,13 @@ def changed_keys(saved: Mapping[str, Any], config: ml_collections.ConfigDict, *,
     config: the config about to be used on that run.
     may_change: keys, or whole sections (``'train'`` covers ``train.*``),
       left out of the comparison.
+
+  A key of :data:`ADDED_KEYS` missing from either side counts as the value
+  runs used before the key existed, so only another value is a change.
   """
-  old = traverse_util.flatten_dict(dict(saved), sep='.')
-  new = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
+  old = {**ADDED_KEYS, **traverse_util.flatten_dict(dict(saved), sep='.')}
+  new = {**ADDED_KEYS,
+         **traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')}
 
   def free(key: str) -> bool:
     return any(key == p or key.startswith(p + '.') for p in may_change)

@@ -139,10 +139,10 @@ def unet_step(per_tap: bool, size: int):
       bias = self.param('bias', self.bias_init, (self.features,))
       return per_tap_conv(inputs, kernel) + bias
 
-  def conv3x3(features, *, zero=False, strides=1, name=None):
+  def conv3x3(features, *, dtype, zero=False, strides=1, name=None):
     if strides != 1 or not per_tap:
-      return original(features, zero=zero, strides=strides, name=name)
-    return PerTapConv(features, (3, 3), padding='SAME', name=name,
+      return original(features, dtype=dtype, zero=zero, strides=strides, name=name)
+    return PerTapConv(features, (3, 3), padding='SAME', name=name, dtype=dtype,
                       kernel_init=ddpm_nets._zero_init if zero else ddpm_nets._default_init)
 
   ddpm_nets._conv3x3 = conv3x3

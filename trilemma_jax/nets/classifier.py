@@ -13,6 +13,8 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+from flax.typing import Dtype
 
 
 class Classifier(nn.Module):
@@ -28,6 +30,7 @@ class Classifier(nn.Module):
     feature_dim: width of the penultimate (feature) layer.
     convs_per_stage: convolutions before each pooling.
     dropout_rate: dropout on the features during training only.
+    dtype: computation dtype (parameters stay float32).
   """
 
   num_classes: int
@@ -35,17 +38,18 @@ class Classifier(nn.Module):
   feature_dim: int = 128
   convs_per_stage: int = 1
   dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> tuple[jax.Array, jax.Array]:
     h = x
     for width in self.channels:
       for _ in range(self.convs_per_stage):
-        h = nn.relu(nn.Conv(width, (3, 3))(h))
+        h = nn.relu(nn.Conv(width, (3, 3), dtype=self.dtype)(h))
       h = nn.max_pool(h, (2, 2), strides=(2, 2), padding='SAME')
     h = h.reshape(h.shape[0], -1)
-    features = nn.relu(nn.Dense(self.feature_dim)(h))
+    features = nn.relu(nn.Dense(self.feature_dim, dtype=self.dtype)(h))
     # The features are returned before dropout: evaluation sees the full layer.
     dropped = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
-    logits = nn.Dense(self.num_classes)(dropped)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype)(dropped)
     return logits, features

@@ -12,6 +12,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
@@ -45,15 +46,20 @@ class TimeEmbedding(nn.Module):
   Attributes:
     sinusoid_dim: width of the sinusoidal features.
     dim: output width (Ho et al. use 4x the base channel count).
+    dtype: computation dtype of the MLP (parameters stay float32).
   """
 
   sinusoid_dim: int
   dim: int
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, t: jax.Array) -> jax.Array:
     """``t`` ``[B]`` -> ``[B, dim]``."""
-    h = sinusoidal_embedding(t, self.sinusoid_dim)
-    h = nn.Dense(self.dim, name='dense_0')(h)
+    # The sinusoids in float32, cast only afterwards: bfloat16 has an 8-bit
+    # significand, so near t = 500 its neighbouring values are 2 apart and the
+    # fast sinusoids of a bfloat16 t * f would be noise.
+    h = sinusoidal_embedding(t, self.sinusoid_dim).astype(self.dtype)
+    h = nn.Dense(self.dim, dtype=self.dtype, name='dense_0')(h)
     h = nn.silu(h)
-    return nn.Dense(self.dim, name='dense_1')(h)
+    return nn.Dense(self.dim, dtype=self.dtype, name='dense_1')(h)

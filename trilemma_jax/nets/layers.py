@@ -1,4 +1,10 @@
-"""Small building blocks shared by the nets: activations, spectral norm, group counts."""
+"""Small building blocks shared by the nets: activations, spectral norm, group counts.
+
+Every module of the library's nets takes ``dtype``, the dtype of its arithmetic
+(``config.model.compute_dtype``), and hands it to each layer and submodule it
+creates; parameters are float32 whatever it is (Flax's ``param_dtype`` default),
+so bfloat16 gives mixed precision with float32 weights and optimiser state.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,12 @@ def apply_layer(layer: nn.Module, x: jax.Array, *, spectral_norm: bool,
   lives in the ``'batch_stats'`` collection and only advances when
   ``update_stats`` is True (the caller must then make that collection mutable).
   Biases are left alone. Must be called from inside a compact method.
+
+  The layer's own ``dtype`` sets the precision of its arithmetic; the power
+  iteration runs on the float32 weight and stores its vector and sigma as
+  float32. ``nn.SpectralNorm`` itself gets no ``dtype``: at init Flax writes the
+  normalised weight back as the parameter in that dtype, so a bfloat16 one
+  would leave bfloat16 parameters. The layer casts the weight instead.
   """
   if not spectral_norm:
     return layer(x)

@@ -36,6 +36,11 @@ variance ~1). ``data_scale`` multiplies the data on the way in and divides the
 samples on the way out, so a run on the 2-D mixtures (coordinates up to 4)
 can train on unit-scale data while every sample comes back in data
 coordinates.
+
+Precision: the networks compute in ``config.model.compute_dtype``; the
+generator's ``x0_hat`` and the discriminator's logits are cast to float32 here,
+so the posterior steps of the chain, the losses and R1 run in float32 under
+mixed precision too.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from trilemma_jax import config as config_lib
 from trilemma_jax import diffusion
 from trilemma_jax.data.info import DatasetInfo
 from trilemma_jax.diffusion import Schedule
@@ -62,6 +68,12 @@ GeneratorFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 # ------------------------------------------------------------------ the pairs
+
+
+def apply_generator(generator: nn.Module, g_params: Any, x_t: jax.Array, z: jax.Array,
+                    t: jax.Array) -> jax.Array:
+  """``x0_hat = G(x_t, z, t)`` as float32, whatever dtype the generator computes in."""
+  return generator.apply({'params': g_params}, x_t, z, t).astype(jnp.float32)
 
 
 def sample_t(key: jax.Array, batch: int, num_steps: int) -> jax.Array:
@@ -162,12 +174,13 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
   Returns:
     The step; its metrics are the adversarial core's plus ``x0_rmse``.
   """
-  g_apply = lambda p, x_t, z, t: generator.apply({'params': p}, x_t, z, t)
+  g_apply = lambda p, x_t, z, t: apply_generator(generator, p, x_t, z, t)
 
   def d_apply(d_params, d_state, x_prev, cond, update_stats):
     del update_stats  # the discriminator keeps no statistics
     x_t, t = cond
-    return discriminator.apply({'params': d_params}, x_prev, x_t, t), d_state
+    logits = discriminator.apply({'params': d_params}, x_prev, x_t, t)
+    return logits.astype(jnp.float32), d_state
 
   return adversarial.make_train_step(
       make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale), d_apply,
@@ -209,7 +222,7 @@ def sample_chain(generator: nn.Module, g_params: Any, schedule: Schedule, rng: j
     z_key, noise_key = jax.random.split(jax.random.fold_in(rng, t))
     tb = jnp.full((n,), t, jnp.int32)
     z = jax.random.normal(z_key, (n, latent_dim), x.dtype)
-    x0_hat = generator.apply({'params': g_params}, x, z, tb)
+    x0_hat = apply_generator(generator, g_params, x, z, tb)
     x = fake_prev(schedule, x0_hat, x, tb, noise_key)
     return x, (x if trajectory else None)
 
@@ -262,7 +275,7 @@ class Parts(NamedTuple):
 
   def draw(self, g_params: Any, x0: jax.Array, key: jax.Array) -> Draw:
     """The real and fake pairs a train step shows D for data ``x0`` (network scale)."""
-    g_apply = lambda p, x_t, z, t: self.generator.apply({'params': p}, x_t, z, t)
+    g_apply = lambda p, x_t, z, t: apply_generator(self.generator, p, x_t, z, t)
     return make_draw(self.schedule, g_apply, latent_dim=self.latent_dim,
                      data_scale=self.data_scale)(g_params, {'x': jnp.asarray(x0)}, key)
 
@@ -302,23 +315,27 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
   """The generator and discriminator for ``info``: MLPs for points, U-Net/conv for images."""
   m, d = config.model, config.ddgan
   time_scale = 1000.0 / schedule.num_steps
+  dtype = jnp.dtype(config_lib.setting(config, 'model.compute_dtype'))
   if info.kind == 'points':
     p = m.points
     generator = MLPGenerator(width=p.g_width, num_blocks=p.g_blocks, z_emb_dim=m.z_emb_dim,
                              mapping_layers=m.mapping_layers, time_dim=m.time_dim,
                              num_groups=m.num_groups, activation=m.g_activation,
-                             fourier_octaves=p.g_fourier_octaves, time_scale=time_scale)
+                             fourier_octaves=p.g_fourier_octaves, time_scale=time_scale,
+                             dtype=dtype)
     discriminator = MLPDiscriminator(widths=tuple(p.d_widths), time_dim=m.time_dim,
                                      activation=m.d_activation,
-                                     fourier_octaves=p.d_fourier_octaves, time_scale=time_scale)
+                                     fourier_octaves=p.d_fourier_octaves, time_scale=time_scale,
+                                     dtype=dtype)
   else:
     im = m.image
     generator = UNetGenerator(ch=im.ch, ch_mult=tuple(im.ch_mult),
                               num_res_blocks=im.num_res_blocks, z_emb_dim=m.z_emb_dim,
                               mapping_layers=m.mapping_layers, num_groups=m.num_groups,
-                              activation=m.g_activation, time_scale=time_scale)
+                              activation=m.g_activation, time_scale=time_scale, dtype=dtype)
     discriminator = ConvDiscriminator(channels=tuple(im.d_channels), time_dim=m.time_dim,
-                                      activation=m.d_activation, time_scale=time_scale)
+                                      activation=m.d_activation, time_scale=time_scale,
+                                      dtype=dtype)
   if d.skip_generator:
     generator = SkipGenerator(generator, tuple(float(a) for a in schedule.alpha_bars),
                               info.data_std * float(d.data_scale))

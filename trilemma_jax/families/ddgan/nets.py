@@ -18,6 +18,11 @@ images a small U-Net generator and a strided-conv discriminator. GroupNorm
 normalises each example on its own and no layer uses batch statistics, so a
 logit depends on its own example only (needed for a per-example R1 and for
 results that do not depend on how a batch is split over devices).
+
+Every module computes in its ``dtype`` (``config.model.compute_dtype``) with
+float32 parameters. Under bfloat16 the time and Fourier features and the pixel
+norm of ``z`` are still computed in float32 and cast afterwards, and
+:class:`SkipGenerator` mixes ``x_t`` with its body's output in float32.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 from trilemma_jax.nets import layers
 from trilemma_jax.nets.embeddings import TimeEmbedding
@@ -44,20 +50,24 @@ class MappingNetwork(nn.Module):
     dim: width of the style vector and of the hidden layers.
     num_layers: extra layers after the first projection (official CIFAR-10: 4).
     activation: hidden activation name.
+    dtype: computation dtype of the layers (the pixel norm is float32).
   """
 
   dim: int
   num_layers: int = 3
   activation: str = 'leaky_relu'
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     act = layers.activation(self.activation)
     # Pixel norm: the network sees z on the unit sphere (times sqrt(nz)), so
     # its input scale does not depend on nz.
+    z = z.astype(jnp.float32)
     h = z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True) + 1e-8)
+    h = h.astype(self.dtype)
     for _ in range(1 + self.num_layers):
-      h = act(nn.Dense(self.dim)(h))
+      h = act(nn.Dense(self.dim, dtype=self.dtype)(h))
     return h
 
 
@@ -66,21 +76,23 @@ class AdaptiveGroupNorm(nn.Module):
 
   ``gamma`` starts at 1 and ``beta`` at 0 (bias initialisation), so at
   initialisation the layer is a plain group norm. ``h`` is ``[B, C]`` or
-  ``[B, H, W, C]``; ``w`` is ``[B, dim]``.
+  ``[B, H, W, C]``; ``w`` is ``[B, dim]``. ``dtype`` is the computation dtype
+  (Flax takes the group statistics in float32 at least).
   """
 
   num_groups: int
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, h: jax.Array, w: jax.Array) -> jax.Array:
     c = h.shape[-1]
     norm = nn.GroupNorm(num_groups=layers.norm_groups(self.num_groups, c), use_scale=False,
-                        use_bias=False, epsilon=1e-6)
+                        use_bias=False, epsilon=1e-6, dtype=self.dtype)
     # GroupNorm wants a feature axis after the batch; treat a flat [B, C] as 1 pixel.
     hn = norm(h[:, None, :]).reshape(h.shape) if h.ndim == 2 else norm(h)
     bias_init = lambda key, shape, dtype=jnp.float32: jnp.concatenate(
         [jnp.ones((c,), dtype), jnp.zeros((c,), dtype)])
-    style = nn.Dense(2 * c, bias_init=bias_init, name='style')(w)
+    style = nn.Dense(2 * c, bias_init=bias_init, dtype=self.dtype, name='style')(w)
     gamma, beta = jnp.split(style, 2, axis=-1)
     expand = (slice(None),) + (None,) * (h.ndim - 2) + (slice(None),)
     return gamma[expand] * hn + beta[expand]
@@ -105,21 +117,33 @@ def fourier_features(x: jax.Array, num_octaves: int) -> jax.Array:
   return jnp.concatenate([x, jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
+def _fourier_in(x: jax.Array, num_octaves: int, dtype: Dtype) -> jax.Array:
+  """:func:`fourier_features` computed in float32, then cast to the layers' ``dtype``.
+
+  In bfloat16 a coordinate near 4 is rounded to steps of 1/32, which the
+  fastest octave of the grid25 default (``8 pi x``) turns into steps of 0.8
+  radians.
+  """
+  return fourier_features(x.astype(jnp.float32), num_octaves).astype(dtype)
+
+
 class _ResMLPBlock(nn.Module):
   """AdaGN -> act -> Dense (+ time) -> AdaGN -> act -> Dense(zero), residual."""
 
   width: int
   num_groups: int
   activation: str
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, h: jax.Array, temb: jax.Array, w: jax.Array) -> jax.Array:
     act = layers.activation(self.activation)
-    norm = lambda name: AdaptiveGroupNorm(self.num_groups, name=name)
+    norm = lambda name: AdaptiveGroupNorm(self.num_groups, dtype=self.dtype, name=name)
+    dense = lambda name, **kw: nn.Dense(self.width, dtype=self.dtype, name=name, **kw)
     r = act(norm('norm_0')(h, w))
-    r = nn.Dense(self.width, name='dense_0')(r) + nn.Dense(self.width, name='time')(act(temb))
+    r = dense('dense_0')(r) + dense('time')(act(temb))
     r = act(norm('norm_1')(r, w))
-    r = nn.Dense(self.width, kernel_init=_zero_init, name='dense_1')(r)
+    r = dense('dense_1', kernel_init=_zero_init)(r)
     return (h + r) / math.sqrt(2.0)
 
 
@@ -136,6 +160,7 @@ class MLPGenerator(nn.Module):
     activation: hidden activation name.
     fourier_octaves: encode ``x_t`` with :func:`fourier_features` (0: raw).
     time_scale: the time embedding sees ``time_scale * t``.
+    dtype: computation dtype (parameters stay float32).
   """
 
   width: int = 256
@@ -147,20 +172,26 @@ class MLPGenerator(nn.Module):
   activation: str = 'leaky_relu'
   fourier_octaves: int = 0
   time_scale: float = 1.0
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
     """``x_t`` ``[B, D]``, ``z`` ``[B, nz]``, ``t`` ``[B]`` int -> ``x0_hat`` ``[B, D]``."""
     if x_t.ndim != 2:
       raise ValueError(f'MLPGenerator expects flat inputs [B, D], got shape {x_t.shape}.')
+    dtype = self.dtype
     act = layers.activation(self.activation)
-    w = MappingNetwork(self.z_emb_dim, self.mapping_layers, self.activation, name='mapping')(z)
-    temb = TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale)
-    h = nn.Dense(self.width, name='dense_in')(fourier_features(x_t, self.fourier_octaves))
+    w = MappingNetwork(self.z_emb_dim, self.mapping_layers, self.activation, dtype=dtype,
+                       name='mapping')(z)
+    temb = TimeEmbedding(self.time_dim, self.time_dim, dtype=dtype,
+                         name='time')(t * self.time_scale)
+    features = _fourier_in(x_t, self.fourier_octaves, dtype)
+    h = nn.Dense(self.width, dtype=dtype, name='dense_in')(features)
     for i in range(self.num_blocks):
-      h = _ResMLPBlock(self.width, self.num_groups, self.activation, name=f'block_{i}')(h, temb, w)
-    h = act(AdaptiveGroupNorm(self.num_groups, name='norm_out')(h, w))
-    return nn.Dense(x_t.shape[-1], name='dense_out')(h)
+      h = _ResMLPBlock(self.width, self.num_groups, self.activation, dtype=dtype,
+                       name=f'block_{i}')(h, temb, w)
+    h = act(AdaptiveGroupNorm(self.num_groups, dtype=dtype, name='norm_out')(h, w))
+    return nn.Dense(x_t.shape[-1], dtype=dtype, name='dense_out')(h)
 
 
 class MLPDiscriminator(nn.Module):
@@ -172,6 +203,7 @@ class MLPDiscriminator(nn.Module):
     activation: hidden activation name (official: leaky ReLU 0.2).
     fourier_octaves: encode both inputs with :func:`fourier_features` (0: raw).
     time_scale: the time embedding sees ``time_scale * t``.
+    dtype: computation dtype (parameters stay float32).
   """
 
   widths: Sequence[int] = (256, 256, 256)
@@ -179,6 +211,7 @@ class MLPDiscriminator(nn.Module):
   activation: str = 'leaky_relu'
   fourier_octaves: int = 0
   time_scale: float = 1.0
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
@@ -187,22 +220,26 @@ class MLPDiscriminator(nn.Module):
       raise ValueError(
           f'MLPDiscriminator expects two flat inputs [B, D] of the same shape, got '
           f'{x_prev.shape} and {x_t.shape}.')
+    dtype = self.dtype
     act = layers.activation(self.activation)
-    temb = act(TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale))
-    h = jnp.concatenate([fourier_features(x_prev, self.fourier_octaves),
-                         fourier_features(x_t, self.fourier_octaves)], axis=-1)
+    temb = act(TimeEmbedding(self.time_dim, self.time_dim, dtype=dtype,
+                             name='time')(t * self.time_scale))
+    h = jnp.concatenate([_fourier_in(x_prev, self.fourier_octaves, dtype),
+                         _fourier_in(x_t, self.fourier_octaves, dtype)], axis=-1)
     for i, width in enumerate(self.widths):
-      h = act(nn.Dense(width, name=f'dense_{i}')(h) + nn.Dense(width, name=f'time_{i}')(temb))
-    return nn.Dense(1, name='out')(h)[:, 0]
+      h = act(nn.Dense(width, dtype=dtype, name=f'dense_{i}')(h)
+              + nn.Dense(width, dtype=dtype, name=f'time_{i}')(temb))
+    return nn.Dense(1, dtype=dtype, name='out')(h)[:, 0]
 
 
 # --------------------------------------------------------------------- images
 
 
-def _conv(features: int, *, kernel: int = 3, strides: int = 1, zero: bool = False,
-          name: str | None = None) -> nn.Conv:
+def _conv(features: int, *, dtype: Dtype, kernel: int = 3, strides: int = 1,
+          zero: bool = False, name: str | None = None) -> nn.Conv:
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides), padding='SAME',
-                 kernel_init=_zero_init if zero else nn.linear.default_kernel_init, name=name)
+                 kernel_init=_zero_init if zero else nn.linear.default_kernel_init,
+                 dtype=dtype, name=name)
 
 
 class _AdaResBlock(nn.Module):
@@ -211,17 +248,19 @@ class _AdaResBlock(nn.Module):
   out_ch: int
   num_groups: int
   activation: str
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, temb: jax.Array, w: jax.Array) -> jax.Array:
+    dtype = self.dtype
     act = layers.activation(self.activation)
-    h = act(AdaptiveGroupNorm(self.num_groups, name='norm_0')(x, w))
-    h = _conv(self.out_ch, name='conv_0')(h)
-    h = h + nn.Dense(self.out_ch, name='time')(act(temb))[:, None, None, :]
-    h = act(AdaptiveGroupNorm(self.num_groups, name='norm_1')(h, w))
-    h = _conv(self.out_ch, zero=True, name='conv_1')(h)
+    h = act(AdaptiveGroupNorm(self.num_groups, dtype=dtype, name='norm_0')(x, w))
+    h = _conv(self.out_ch, dtype=dtype, name='conv_0')(h)
+    h = h + nn.Dense(self.out_ch, dtype=dtype, name='time')(act(temb))[:, None, None, :]
+    h = act(AdaptiveGroupNorm(self.num_groups, dtype=dtype, name='norm_1')(h, w))
+    h = _conv(self.out_ch, dtype=dtype, zero=True, name='conv_1')(h)
     if x.shape[-1] != self.out_ch:
-      x = nn.Dense(self.out_ch, name='skip')(x)
+      x = nn.Dense(self.out_ch, dtype=dtype, name='skip')(x)
     return (x + h) / math.sqrt(2.0)
 
 
@@ -236,6 +275,7 @@ class UNetGenerator(nn.Module):
       :class:`MLPGenerator` (``time_dim`` defaults to ``4 * ch`` when None).
     tanh: squash the output to (-1, 1) (official generator for [-1, 1] images).
     time_scale: the time embedding sees ``time_scale * t``.
+    dtype: computation dtype (parameters stay float32).
   """
 
   ch: int = 32
@@ -248,6 +288,7 @@ class UNetGenerator(nn.Module):
   activation: str = 'silu'
   tanh: bool = True
   time_scale: float = 1.0
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
@@ -260,20 +301,24 @@ class UNetGenerator(nn.Module):
       raise ValueError(
           f'An image of {x_t.shape[1]}x{x_t.shape[2]} cannot be halved {levels - 1} times '
           f'(model.ch_mult={tuple(self.ch_mult)}); use fewer levels.')
+    dtype = self.dtype
     act = layers.activation(self.activation)
-    w = MappingNetwork(self.z_emb_dim, self.mapping_layers, 'leaky_relu', name='mapping')(z)
+    w = MappingNetwork(self.z_emb_dim, self.mapping_layers, 'leaky_relu', dtype=dtype,
+                       name='mapping')(z)
     time_dim = self.time_dim or 4 * self.ch
-    temb = TimeEmbedding(self.ch, time_dim, name='time')(t * self.time_scale)
+    temb = TimeEmbedding(self.ch, time_dim, dtype=dtype, name='time')(t * self.time_scale)
 
     def block(h, out_ch, name):
-      return _AdaResBlock(out_ch, self.num_groups, self.activation, name=name)(h, temb, w)
+      return _AdaResBlock(out_ch, self.num_groups, self.activation, dtype=dtype,
+                          name=name)(h, temb, w)
 
-    hs = [_conv(self.ch, name='conv_in')(x_t)]
+    hs = [_conv(self.ch, dtype=dtype, name='conv_in')(x_t)]
     for level, mult in enumerate(self.ch_mult):
       for i in range(self.num_res_blocks):
         hs.append(block(hs[-1], self.ch * mult, f'down_{level}_{i}'))
       if level != levels - 1:
-        hs.append(_conv(hs[-1].shape[-1], strides=2, name=f'downsample_{level}')(hs[-1]))
+        hs.append(_conv(hs[-1].shape[-1], dtype=dtype, strides=2,
+                        name=f'downsample_{level}')(hs[-1]))
     h = block(hs[-1], hs[-1].shape[-1], 'mid_0')
     h = block(h, h.shape[-1], 'mid_1')
     for level in reversed(range(levels)):
@@ -283,9 +328,9 @@ class UNetGenerator(nn.Module):
       if level != 0:
         b, hgt, wid, c = h.shape
         h = jax.image.resize(h, (b, 2 * hgt, 2 * wid, c), method='nearest')
-        h = _conv(c, name=f'upsample_{level}')(h)
-    h = act(AdaptiveGroupNorm(self.num_groups, name='norm_out')(h, w))
-    h = _conv(x_t.shape[-1], name='conv_out')(h)
+        h = _conv(c, dtype=dtype, name=f'upsample_{level}')(h)
+    h = act(AdaptiveGroupNorm(self.num_groups, dtype=dtype, name='norm_out')(h, w))
+    h = _conv(x_t.shape[-1], dtype=dtype, name='conv_out')(h)
     return jnp.tanh(h) if self.tanh else h
 
 
@@ -302,12 +347,14 @@ class ConvDiscriminator(nn.Module):
     time_dim: width of the time embedding.
     activation: hidden activation name (official: leaky ReLU 0.2).
     time_scale: the time embedding sees ``time_scale * t``.
+    dtype: computation dtype (parameters stay float32).
   """
 
   channels: Sequence[int] = (64, 128)
   time_dim: int = 128
   activation: str = 'leaky_relu'
   time_scale: float = 1.0
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
@@ -316,20 +363,23 @@ class ConvDiscriminator(nn.Module):
       raise ValueError(
           f'ConvDiscriminator expects two images [B, H, W, C] of the same shape, got '
           f'{x_prev.shape} and {x_t.shape}.')
+    dtype = self.dtype
     act = layers.activation(self.activation)
-    temb = act(TimeEmbedding(self.time_dim, self.time_dim, name='time')(t * self.time_scale))
-    h = _conv(self.channels[0], kernel=1, name='conv_in')(jnp.concatenate([x_prev, x_t], -1))
+    temb = act(TimeEmbedding(self.time_dim, self.time_dim, dtype=dtype,
+                             name='time')(t * self.time_scale))
+    h = _conv(self.channels[0], dtype=dtype, kernel=1,
+              name='conv_in')(jnp.concatenate([x_prev, x_t], -1))
     pool = lambda v: nn.avg_pool(v, (2, 2), strides=(2, 2), padding='SAME')
     for i, c in enumerate(self.channels):
-      r = _conv(c, name=f'block_{i}_conv_0')(act(h))
-      r = r + nn.Dense(c, name=f'block_{i}_time')(temb)[:, None, None, :]
+      r = _conv(c, dtype=dtype, name=f'block_{i}_conv_0')(act(h))
+      r = r + nn.Dense(c, dtype=dtype, name=f'block_{i}_time')(temb)[:, None, None, :]
       # Stride-1 conv then average pooling: the gradient of a strided conv runs
       # through a slow transposed-conv path on XLA:CPU.
-      r = pool(_conv(c, name=f'block_{i}_conv_1')(act(r)))
-      skip = nn.Dense(c, name=f'block_{i}_skip')(pool(h))
+      r = pool(_conv(c, dtype=dtype, name=f'block_{i}_conv_1')(act(r)))
+      skip = nn.Dense(c, dtype=dtype, name=f'block_{i}_skip')(pool(h))
       h = (skip + r) / math.sqrt(2.0)
     h = jnp.sum(act(h), axis=(1, 2))
-    return nn.Dense(1, name='out')(h)[:, 0]
+    return nn.Dense(1, dtype=dtype, name='out')(h)[:, 0]
 
 
 # ------------------------------------------------------------ parameterisation
@@ -350,6 +400,10 @@ class SkipGenerator(nn.Module):
     body: a generator module ``(x_t, z, t) -> [B, ...]``.
     alpha_bars: ``alpha_bar_t`` for ``t = 0..T`` (static floats).
     sigma_data: standard deviation of the (scaled) data per coordinate.
+
+  It creates no layer: the body carries the computation dtype, and the mix of
+  ``x_t`` with the body's output is float32 whatever that dtype is (``c_skip
+  x_t`` is most of ``x0_hat`` at small ``t``, too close to ``x_t`` for bfloat16).
   """
 
   body: nn.Module
@@ -358,9 +412,10 @@ class SkipGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
-    ab = jnp.asarray(self.alpha_bars, x_t.dtype)[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
+    ab = jnp.asarray(self.alpha_bars, jnp.float32)[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
     s2 = self.sigma_data ** 2
     denom = ab * s2 + 1.0 - ab
     c_skip = jnp.sqrt(ab) * s2 / denom
     c_out = self.sigma_data * jnp.sqrt((1.0 - ab) / denom)
-    return c_skip * x_t + c_out * self.body(x_t, z, t)
+    body = self.body(x_t, z, t).astype(jnp.float32)
+    return c_skip * x_t.astype(jnp.float32) + c_out * body

@@ -13,6 +13,10 @@ a discretised Gaussian over the data's ``levels`` bins of width
 and the result a differential (continuous) bits/dim. The middle sum is exact
 (all ``T - 1`` KL terms, one model call each, in a ``lax.scan``) by default, or
 an unbiased systematic-sampling estimate from ``num_terms`` of them.
+
+The denoiser computes in ``config.model.compute_dtype``; the family's
+``apply_fn`` casts its output to float32, so the loss, the bound and every
+sampler step run in float32 under mixed precision too.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from trilemma_jax import config as config_lib
 from trilemma_jax import diffusion as dm
 from trilemma_jax import losses, perf
 from trilemma_jax.data.info import DatasetInfo
@@ -246,11 +251,12 @@ def variational_bound(apply_fn: ApplyFn, params, schedule: dm.Schedule, x0: jax.
 def make_denoiser(config: ml_collections.ConfigDict, info: DatasetInfo) -> nn.Module:
   """A :class:`TimeMLP` for points, a :class:`UNet` for images (``config.model.<kind>``)."""
   m = config.model[info.kind]
+  dtype = jnp.dtype(config_lib.setting(config, 'model.compute_dtype'))
   if info.kind == 'points':
-    return TimeMLP(hidden=tuple(m.hidden), time_dim=m.time_dim)
+    return TimeMLP(hidden=tuple(m.hidden), time_dim=m.time_dim, dtype=dtype)
   return UNet(ch=m.ch, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
               attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
-              num_groups=m.num_groups)
+              num_groups=m.num_groups, dtype=dtype)
 
 
 def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family:
@@ -266,11 +272,12 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
   dim = math.prod(info.shape)
 
   def train_apply(params, xt, t, rng):
-    return net.apply({'params': params}, xt, t, train=True, rngs={'dropout': rng})
+    out = net.apply({'params': params}, xt, t, train=True, rngs={'dropout': rng})
+    return out.astype(jnp.float32)
 
   def eval_apply(params, xt, t, rng):
     del rng
-    return net.apply({'params': params}, xt, t, train=False)
+    return net.apply({'params': params}, xt, t, train=False).astype(jnp.float32)
 
   def init(rng, example_batch):
     x = jnp.asarray(example_batch['x'])

@@ -14,6 +14,10 @@ dropout=0.1)`` is their CIFAR-10 model (35.7M parameters).
 
 GroupNorm normalises each example on its own, so the outputs do not depend on
 how a batch is split over devices.
+
+Every module computes in its ``dtype`` (``config.model.compute_dtype``) with
+float32 parameters. Under bfloat16 two parts stay float32: the sinusoidal time
+features (cast after they are computed) and the attention logits and softmax.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 from trilemma_jax.nets import layers
 from trilemma_jax.nets.embeddings import TimeEmbedding
@@ -34,14 +39,16 @@ _default_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
 _zero_init = nn.initializers.zeros
 
 
-def _conv3x3(features: int, *, zero: bool = False, strides: int = 1, name: str | None = None):
+def _conv3x3(features: int, *, dtype: Dtype, zero: bool = False, strides: int = 1,
+             name: str | None = None):
   return nn.Conv(features, (3, 3), strides=(strides, strides), padding='SAME',
-                 kernel_init=_zero_init if zero else _default_init, name=name)
+                 kernel_init=_zero_init if zero else _default_init, dtype=dtype, name=name)
 
 
-def _group_norm(num_groups: int, channels: int, name: str) -> nn.GroupNorm:
+def _group_norm(num_groups: int, channels: int, name: str, dtype: Dtype) -> nn.GroupNorm:
+  # Flax computes the group statistics in float32 at least, whatever dtype is.
   return nn.GroupNorm(num_groups=layers.norm_groups(num_groups, channels), epsilon=1e-6,
-                      name=name)
+                      dtype=dtype, name=name)
 
 
 class ResBlock(nn.Module):
@@ -50,36 +57,47 @@ class ResBlock(nn.Module):
   out_ch: int
   dropout: float
   num_groups: int
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
     in_ch = x.shape[-1]
-    h = nn.silu(_group_norm(self.num_groups, in_ch, 'norm_0')(x))
-    h = _conv3x3(self.out_ch, name='conv_0')(h)
-    h = h + nn.Dense(self.out_ch, kernel_init=_default_init, name='time')(nn.silu(emb))[:, None, None, :]
-    h = nn.silu(_group_norm(self.num_groups, self.out_ch, 'norm_1')(h))
+    dtype = self.dtype
+    h = nn.silu(_group_norm(self.num_groups, in_ch, 'norm_0', dtype)(x))
+    h = _conv3x3(self.out_ch, dtype=dtype, name='conv_0')(h)
+    h = h + nn.Dense(self.out_ch, kernel_init=_default_init, dtype=dtype,
+                     name='time')(nn.silu(emb))[:, None, None, :]
+    h = nn.silu(_group_norm(self.num_groups, self.out_ch, 'norm_1', dtype)(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = _conv3x3(self.out_ch, zero=True, name='conv_1')(h)
+    h = _conv3x3(self.out_ch, dtype=dtype, zero=True, name='conv_1')(h)
     if in_ch != self.out_ch:
-      x = nn.Dense(self.out_ch, kernel_init=_default_init, name='skip')(x)
+      x = nn.Dense(self.out_ch, kernel_init=_default_init, dtype=dtype, name='skip')(x)
     return x + h
 
 
 class AttnBlock(nn.Module):
-  """Single-head self-attention over all pixels, residual."""
+  """Single-head self-attention over all pixels, residual.
+
+  The logits and their softmax are float32 under any ``dtype``: a bfloat16
+  softmax over many pixels loses the small weights and its sum drifts from 1.
+  """
 
   num_groups: int
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     b, hgt, wid, c = x.shape
-    h = _group_norm(self.num_groups, c, 'norm')(x)
-    q = nn.Dense(c, kernel_init=_default_init, name='q')(h).reshape(b, hgt * wid, c)
-    k = nn.Dense(c, kernel_init=_default_init, name='k')(h).reshape(b, hgt * wid, c)
-    v = nn.Dense(c, kernel_init=_default_init, name='v')(h).reshape(b, hgt * wid, c)
-    weights = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) * c ** -0.5, axis=-1)
+    dense = lambda name, init=_default_init: nn.Dense(c, kernel_init=init, dtype=self.dtype,
+                                                      name=name)
+    h = _group_norm(self.num_groups, c, 'norm', self.dtype)(x)
+    q = dense('q')(h).reshape(b, hgt * wid, c)
+    k = dense('k')(h).reshape(b, hgt * wid, c)
+    v = dense('v')(h).reshape(b, hgt * wid, c)
+    logits = jnp.einsum('bic,bjc->bij', q, k, preferred_element_type=jnp.float32)
+    weights = jax.nn.softmax(logits * c ** -0.5, axis=-1).astype(self.dtype)
     h = jnp.einsum('bij,bjc->bic', weights, v).reshape(b, hgt, wid, c)
-    return x + nn.Dense(c, kernel_init=_zero_init, name='proj_out')(h)
+    return x + dense('proj_out', _zero_init)(h)
 
 
 class UNet(nn.Module):
@@ -95,6 +113,7 @@ class UNet(nn.Module):
     dropout: dropout rate inside the residual blocks (active when ``train``).
     num_groups: GroupNorm groups (capped at the channel count).
     out_ch: output channels; None means the input's channels.
+    dtype: computation dtype (parameters stay float32).
   """
 
   ch: int = 128
@@ -104,6 +123,7 @@ class UNet(nn.Module):
   dropout: float = 0.1
   num_groups: int = 32
   out_ch: int | None = None
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
@@ -125,26 +145,29 @@ class UNet(nn.Module):
       raise ValueError(
           f'An image of {x.shape[1]}x{x.shape[2]} cannot be halved {levels - 1} times '
           f'(ch_mult={tuple(self.ch_mult)}); use fewer levels or pad the images.')
-    emb = TimeEmbedding(self.ch, 4 * self.ch, name='time')(t)
+    dtype = self.dtype
+    emb = TimeEmbedding(self.ch, 4 * self.ch, dtype=dtype, name='time')(t)
 
     def block(h, out_ch, name):
-      return ResBlock(out_ch, self.dropout, self.num_groups, name=name)(h, emb, train)
+      return ResBlock(out_ch, self.dropout, self.num_groups, dtype=dtype, name=name)(h, emb,
+                                                                                     train)
 
     def maybe_attn(h, name):
       if h.shape[1] in self.attn_resolutions:
-        h = AttnBlock(self.num_groups, name=name)(h)
+        h = AttnBlock(self.num_groups, dtype=dtype, name=name)(h)
       return h
 
-    hs = [_conv3x3(self.ch, name='conv_in')(x)]
+    hs = [_conv3x3(self.ch, dtype=dtype, name='conv_in')(x)]
     for level, mult in enumerate(self.ch_mult):
       for i in range(self.num_res_blocks):
         h = block(hs[-1], self.ch * mult, f'down_{level}_block_{i}')
         hs.append(maybe_attn(h, f'down_{level}_attn_{i}'))
       if level != levels - 1:
-        hs.append(_conv3x3(hs[-1].shape[-1], strides=2, name=f'down_{level}_sample')(hs[-1]))
+        hs.append(_conv3x3(hs[-1].shape[-1], dtype=dtype, strides=2,
+                           name=f'down_{level}_sample')(hs[-1]))
 
     h = block(hs[-1], hs[-1].shape[-1], 'mid_block_0')
-    h = AttnBlock(self.num_groups, name='mid_attn')(h)
+    h = AttnBlock(self.num_groups, dtype=dtype, name='mid_attn')(h)
     h = block(h, h.shape[-1], 'mid_block_1')
 
     for level in reversed(range(levels)):
@@ -155,12 +178,12 @@ class UNet(nn.Module):
       if level != 0:
         b, hgt, wid, c = h.shape
         h = jax.image.resize(h, (b, 2 * hgt, 2 * wid, c), method='nearest')
-        h = _conv3x3(c, name=f'up_{level}_sample')(h)
+        h = _conv3x3(c, dtype=dtype, name=f'up_{level}_sample')(h)
     assert not hs
 
-    h = nn.silu(_group_norm(self.num_groups, h.shape[-1], 'norm_out')(h))
+    h = nn.silu(_group_norm(self.num_groups, h.shape[-1], 'norm_out', dtype)(h))
     out_ch = x.shape[-1] if self.out_ch is None else self.out_ch
-    return _conv3x3(out_ch, zero=True, name='conv_out')(h)
+    return _conv3x3(out_ch, dtype=dtype, zero=True, name='conv_out')(h)
 
 
 class TimeMLP(nn.Module):
@@ -174,11 +197,13 @@ class TimeMLP(nn.Module):
     hidden: widths of the hidden layers, e.g. ``(256, 256, 256, 256)``.
     time_dim: width of the sinusoidal time features and of the time MLP.
     out_dim: output width; None means the input width (an ε, x0 or v estimate).
+    dtype: computation dtype (parameters stay float32).
   """
 
   hidden: Sequence[int] = (256, 256, 256, 256)
   time_dim: int = 128
   out_dim: int | None = None
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, *, train: bool = False) -> jax.Array:
@@ -195,10 +220,11 @@ class TimeMLP(nn.Module):
     del train
     if x.ndim != 2:
       raise ValueError(f'TimeMLP expects flat inputs [B, D], got shape {x.shape}.')
-    emb = TimeEmbedding(self.time_dim, self.time_dim, name='time')(t)
+    emb = TimeEmbedding(self.time_dim, self.time_dim, dtype=self.dtype, name='time')(t)
     h = x
     for i, width in enumerate(self.hidden):
-      h = nn.Dense(width, name=f'dense_{i}')(h) + nn.Dense(width, name=f'time_{i}')(emb)
+      h = (nn.Dense(width, dtype=self.dtype, name=f'dense_{i}')(h)
+           + nn.Dense(width, dtype=self.dtype, name=f'time_{i}')(emb))
       h = nn.silu(h)
     out_dim = x.shape[-1] if self.out_dim is None else self.out_dim
-    return nn.Dense(out_dim, name='out')(h)
+    return nn.Dense(out_dim, dtype=self.dtype, name='out')(h)

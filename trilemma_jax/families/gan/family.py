@@ -12,6 +12,10 @@ the hinge loss (Lim & Ye 2017; Miyato et al. 2018). Options: R1 penalty
 discriminator updates with γ scaled by ``k`` (Karras et al. 2020, StyleGAN2);
 spectral normalisation of D (Miyato et al. 2018); class conditioning with a
 projection discriminator (see :mod:`trilemma_jax.families.gan.nets`).
+
+The networks compute in ``config.model.compute_dtype``; the generator's samples
+and the discriminator's logits are cast to float32 here, so the losses, R1 and
+the sampler's output are float32 under mixed precision too.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from trilemma_jax import config as config_lib
 from trilemma_jax.data.info import DatasetInfo
 from trilemma_jax.families import adversarial
 from trilemma_jax.families.adversarial import DISCRIMINATOR, GENERATOR, Draw
@@ -41,7 +46,7 @@ def make_draw(generator: Generator, *, latent_dim: int) -> adversarial.DrawFn:
     x_real = batch['x']
     labels = batch['label'] if conditional else None
     z = jax.random.normal(key, (x_real.shape[0], latent_dim), x_real.dtype)
-    x_fake = generator.apply({'params': g_params}, z, labels)
+    x_fake = generator.apply({'params': g_params}, z, labels).astype(jnp.float32)
     return Draw(real=x_real, fake=x_fake, cond=labels, metrics={})
 
   return draw
@@ -53,8 +58,11 @@ def make_d_apply(discriminator: Discriminator) -> adversarial.DApplyFn:
   def d_apply(d_params, d_state, x, labels, update_stats):
     variables = {'params': d_params, **d_state}
     if update_stats and d_state:
-      return discriminator.apply(variables, x, labels, update_stats=True, mutable=list(d_state))
-    return discriminator.apply(variables, x, labels, update_stats=False), d_state
+      logits, d_state = discriminator.apply(variables, x, labels, update_stats=True,
+                                            mutable=list(d_state))
+      return logits.astype(jnp.float32), d_state
+    return discriminator.apply(variables, x, labels, update_stats=False).astype(
+        jnp.float32), d_state
 
   return d_apply
 
@@ -116,7 +124,7 @@ def make_sampler(generator: Generator, *, latent_dim: int) -> Callable[..., jax.
       if not 0 <= label < num_classes:
         raise ValueError(f'label must be in [0, {num_classes}), got {label}.')
       labels = jnp.full((n,), label, jnp.int32)
-    return generator.apply({'params': state.ema[GENERATOR]}, z, labels)
+    return generator.apply({'params': state.ema[GENERATOR]}, z, labels).astype(jnp.float32)
 
   return sample
 
@@ -127,21 +135,23 @@ def build_networks(config: ml_collections.ConfigDict,
   m, g = config.model, config.gan
   num_classes = info.num_classes if g.conditional else None
   shape = tuple(info.shape)
+  dtype = jnp.dtype(config_lib.setting(config, 'model.compute_dtype'))
   if info.kind == 'points':
     p = m.points
-    g_body = MLP(widths=tuple(p.g_widths), out_dim=math.prod(shape), activation=m.g_activation)
+    g_body = MLP(widths=tuple(p.g_widths), out_dim=math.prod(shape), activation=m.g_activation,
+                 dtype=dtype)
     trunk = MLP(widths=tuple(p.d_widths), activation=m.d_activation,
-                spectral_norm=g.spectral_norm)
+                spectral_norm=g.spectral_norm, dtype=dtype)
   else:
     im = m.image
     g_body = ConvGenerator(image_shape=shape, channels=tuple(im.g_channels),
-                           activation=m.g_activation)
+                           activation=m.g_activation, dtype=dtype)
     trunk = ConvFeatures(channels=tuple(im.d_channels), activation=m.d_activation,
-                         spectral_norm=g.spectral_norm)
+                         spectral_norm=g.spectral_norm, dtype=dtype)
   generator = Generator(body=g_body, out_shape=shape, num_classes=num_classes,
-                        embed_dim=m.embed_dim)
+                        embed_dim=m.embed_dim, dtype=dtype)
   discriminator = Discriminator(trunk=trunk, num_classes=num_classes,
-                                spectral_norm=g.spectral_norm)
+                                spectral_norm=g.spectral_norm, dtype=dtype)
   return generator, discriminator
 
 

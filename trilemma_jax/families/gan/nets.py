@@ -22,6 +22,10 @@ on XLA:CPU (docs/performance.md). The feature extractor halves the resolution
 with stride-2 convolutions. No net uses batch statistics, so each example is
 processed on its own (needed for a per-example R1 and for results that do not
 depend on how a batch is split over devices).
+
+Every module computes in its ``dtype`` (``config.model.compute_dtype``) with
+float32 parameters; the spectral-norm vectors stay float32 under any dtype, and
+the family casts samples and logits to float32.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 from trilemma_jax.nets import layers
 
@@ -53,18 +58,21 @@ class Generator(nn.Module):
     out_shape: per-example output shape, e.g. ``(2,)`` or ``(28, 28, 1)``.
     num_classes: number of classes if conditional, else None.
     embed_dim: width of the label embedding concatenated to ``z``.
+    dtype: computation dtype of the label embedding (the body has its own).
   """
 
   body: nn.Module
   out_shape: tuple[int, ...]
   num_classes: int | None = None
   embed_dim: int = 32
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
     _check_labels('Generator', self.num_classes, labels)
     if self.num_classes is not None:
-      z = jnp.concatenate([z, nn.Embed(self.num_classes, self.embed_dim)(labels)], axis=-1)
+      embed = nn.Embed(self.num_classes, self.embed_dim, dtype=self.dtype)(labels)
+      z = jnp.concatenate([z.astype(self.dtype), embed], axis=-1)
     out = self.body(z)
     if math.prod(out.shape[1:]) != math.prod(self.out_shape):
       raise ValueError(
@@ -82,21 +90,23 @@ class Discriminator(nn.Module):
       ``out_dim=None`` or :class:`ConvFeatures`).
     num_classes: number of classes for the projection head, else None.
     spectral_norm: spectrally normalise the head (the trunk has its own flag).
+    dtype: computation dtype of the head (the trunk has its own).
   """
 
   trunk: nn.Module
   num_classes: int | None = None
   spectral_norm: bool = False
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array | None = None, *,
                update_stats: bool = False) -> jax.Array:
     _check_labels('Discriminator', self.num_classes, labels)
     h = self.trunk(x, update_stats=update_stats)
-    logits = layers.apply_layer(nn.Dense(1), h, spectral_norm=self.spectral_norm,
-                                update_stats=update_stats)[:, 0]
+    logits = layers.apply_layer(nn.Dense(1, dtype=self.dtype), h,
+                                spectral_norm=self.spectral_norm, update_stats=update_stats)[:, 0]
     if self.num_classes is not None:
-      embed = nn.Embed(self.num_classes, h.shape[-1],
+      embed = nn.Embed(self.num_classes, h.shape[-1], dtype=self.dtype,
                        embedding_init=nn.initializers.xavier_uniform())
       e = layers.apply_layer(embed, labels, spectral_norm=self.spectral_norm,
                              update_stats=update_stats)
@@ -115,12 +125,14 @@ class ConvGenerator(nn.Module):
       for 28x28 starts at 7x7.
     activation: hidden activation name.
     kernel_size: side of the convolution kernels after each upsampling.
+    dtype: computation dtype (parameters stay float32).
   """
 
   image_shape: tuple[int, int, int]
   channels: Sequence[int] = (128, 64)
   activation: str = 'relu'
   kernel_size: int = 3
+  dtype: Dtype = jnp.float32
 
   def base_resolution(self) -> tuple[int, int]:
     """Side lengths of the first feature map; raises if the shape does not fit."""
@@ -138,13 +150,13 @@ class ConvGenerator(nn.Module):
   def __call__(self, z: jax.Array) -> jax.Array:
     act = layers.activation(self.activation)
     h0, w0 = self.base_resolution()
-    x = act(nn.Dense(h0 * w0 * self.channels[0])(z))
+    x = act(nn.Dense(h0 * w0 * self.channels[0], dtype=self.dtype)(z))
     x = x.reshape(z.shape[0], h0, w0, self.channels[0])
     k = (self.kernel_size, self.kernel_size)
     for c in self.channels[1:]:
       x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-      x = act(nn.Conv(c, k, padding='SAME')(x))
-    x = nn.Conv(self.image_shape[-1], (3, 3), padding='SAME')(x)
+      x = act(nn.Conv(c, k, padding='SAME', dtype=self.dtype)(x))
+    x = nn.Conv(self.image_shape[-1], (3, 3), padding='SAME', dtype=self.dtype)(x)
     return nn.tanh(x)
 
 
@@ -156,12 +168,14 @@ class ConvFeatures(nn.Module):
     activation: hidden activation name (DCGAN: leaky ReLU).
     kernel_size: side of the convolution kernels.
     spectral_norm: spectrally normalise every kernel.
+    dtype: computation dtype (parameters and spectral-norm vectors stay float32).
   """
 
   channels: Sequence[int] = (64, 128)
   activation: str = 'leaky_relu'
   kernel_size: int = 4
   spectral_norm: bool = False
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, update_stats: bool = False) -> jax.Array:
@@ -170,7 +184,7 @@ class ConvFeatures(nn.Module):
     act = layers.activation(self.activation)
     k = (self.kernel_size, self.kernel_size)
     for c in self.channels:
-      conv = nn.Conv(c, k, strides=(2, 2), padding='SAME')
+      conv = nn.Conv(c, k, strides=(2, 2), padding='SAME', dtype=self.dtype)
       x = act(layers.apply_layer(conv, x, spectral_norm=self.spectral_norm,
                                  update_stats=update_stats))
     return x.reshape(x.shape[0], -1)

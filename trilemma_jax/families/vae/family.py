@@ -9,6 +9,10 @@ Likelihoods:
   * ``'bernoulli'``: the cross-entropy VAE on targets ``(x + 1) / 2``. It is not a
     density of multi-level pixels, so its evaluation reports the bounds in nats
     on that scale (``iwae_nats``) and no bits/dim.
+
+The networks compute in ``config.model.compute_dtype``; :func:`encode` and
+:func:`decode` hand their outputs on as float32, so the ELBO, the IWAE bound
+and the samplers run in float32 under mixed precision too.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from trilemma_jax import config as config_lib
 from trilemma_jax import losses
 from trilemma_jax.data.info import DatasetInfo
 from trilemma_jax.families.vae.nets import make_vae_net
@@ -66,6 +71,17 @@ def log_bin_volume(shape: tuple[int, ...], levels: int | None) -> float:
   return math.prod(shape) * math.log(2.0 / (levels - 1))
 
 
+def encode(net: nn.Module, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(mean, log_var)`` of q(z|x) as float32, whatever dtype the encoder computes in."""
+  mean, log_var = net.apply({'params': params}, x)
+  return mean.astype(jnp.float32), log_var.astype(jnp.float32)
+
+
+def decode(net: nn.Module, params, z: jax.Array) -> jax.Array:
+  """The decoder's likelihood parameters ``[B, *shape, k]`` as float32."""
+  return net.apply({'params': params}, z, method='decode').astype(jnp.float32)
+
+
 def elbo_terms(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likelihood: str,
                beta: float = 1.0, min_log_var: float = MIN_LOG_VAR) -> dict[str, jax.Array]:
   """Per-example ELBO terms, each ``[B]``, in nats.
@@ -75,11 +91,10 @@ def elbo_terms(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likeliho
     in closed form; ``loss`` = recon + β·kl (the negative β-ELBO);
     ``kl_mc`` = log q(z|x) - log p(z) at the same z (its Monte-Carlo estimate).
   """
-  variables = {'params': params}
-  mean, log_var = net.apply(variables, x)
+  mean, log_var = encode(net, params, x)
   eps = jax.random.normal(rng, mean.shape)
   z = mean + jnp.exp(0.5 * log_var) * eps
-  out = net.apply(variables, z, method='decode')
+  out = decode(net, params, z)
   recon = -log_likelihood(x, out, likelihood, min_log_var)
   kl = losses.gaussian_kl_standard_normal(mean, log_var)
   kl_mc = losses.gaussian_log_prob(z, mean, log_var) - losses.standard_normal_log_prob(z)
@@ -93,13 +108,12 @@ def iwae_bound(net: nn.Module, params, x: jax.Array, rng: jax.Array, *, likeliho
   With ``num_samples=1`` it equals ``-(recon + kl_mc)`` of :func:`elbo_terms` at the
   same key; it does not decrease (in expectation) as K grows (Burda et al. 2016).
   """
-  variables = {'params': params}
-  mean, log_var = net.apply(variables, x)
+  mean, log_var = encode(net, params, x)
   batch = x.shape[0]
   eps = jax.random.normal(rng, (num_samples, *mean.shape))
   z = mean + jnp.exp(0.5 * log_var) * eps  # [K, B, L]
   flat_z = z.reshape(num_samples * batch, -1)
-  out = net.apply(variables, flat_z, method='decode')
+  out = decode(net, params, flat_z)
   x_rep = jnp.broadcast_to(x, (num_samples, *x.shape)).reshape(num_samples * batch, *x.shape[1:])
   log_px = log_likelihood(x_rep, out, likelihood, min_log_var).reshape(num_samples, batch)
   log_pz = losses.standard_normal_log_prob(flat_z).reshape(num_samples, batch)
@@ -148,7 +162,7 @@ def sample(net: nn.Module, params, rng: jax.Array, n: int, *, latent_dim: int,
   """
   rng_z, rng_x = jax.random.split(rng)
   z = jax.random.normal(rng_z, (n, latent_dim))
-  out = net.apply({'params': params}, z, method='decode')
+  out = decode(net, params, z)
   if likelihood == 'bernoulli':
     return 2.0 * jax.nn.sigmoid(out[..., 0]) - 1.0
   mean = out[..., 0]
@@ -160,8 +174,8 @@ def sample(net: nn.Module, params, rng: jax.Array, n: int, *, latent_dim: int,
 
 def reconstruct(net: nn.Module, params, x: jax.Array, *, likelihood: str) -> jax.Array:
   """Decoder mean at the posterior mean of q(z|x), ``[B, *shape]``."""
-  mean, _ = net.apply({'params': params}, x)
-  out = net.apply({'params': params}, mean, method='decode')
+  mean, _ = encode(net, params, x)
+  out = decode(net, params, mean)
   if likelihood == 'bernoulli':
     return 2.0 * jax.nn.sigmoid(out[..., 0]) - 1.0
   return out[..., 0]
@@ -173,15 +187,22 @@ def make_optimizer(lr: float, *, b1: float = 0.9, b2: float = 0.999,
   return optax.chain(*chain, optax.adam(lr, b1=b1, b2=b2))
 
 
+def make_net(config: ml_collections.ConfigDict, info: DatasetInfo) -> nn.Module:
+  """The encoder-decoder of a validated ``config`` on ``info`` (``config.model.<kind>``)."""
+  m = config.model
+  section = m[info.kind]
+  return make_vae_net(info.shape, latent_dim=m.latent_dim,
+                      outputs_per_dim=_outputs_per_dim(config.vae.likelihood),
+                      **({'hidden': tuple(section.hidden)} if info.kind == 'points' else
+                         {'channels': tuple(section.channels),
+                          'conv_hidden': section.conv_hidden}),
+                      dtype=jnp.dtype(config_lib.setting(config, 'model.compute_dtype')))
+
+
 def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family:
   """The VAE :class:`Family` for a validated ``config`` on ``info``."""
   v, m, o = config.vae, config.model, config.optim
-  section = m[info.kind]
-  net = make_vae_net(info.shape, latent_dim=m.latent_dim,
-                     outputs_per_dim=_outputs_per_dim(v.likelihood),
-                     **({'hidden': tuple(section.hidden)} if info.kind == 'points' else
-                        {'channels': tuple(section.channels),
-                         'conv_hidden': section.conv_hidden}))
+  net = make_net(config, info)
   optimizer = make_optimizer(o.lr, b1=o.b1, b2=o.b2, grad_clip=o.grad_clip)
   levels = info.levels
   dim = math.prod(info.shape)

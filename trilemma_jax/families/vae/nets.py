@@ -1,4 +1,8 @@
-"""Encoders and decoders of the VAE: MLPs for 2-D points, conv nets for images."""
+"""Encoders and decoders of the VAE: MLPs for 2-D points, conv nets for images.
+
+Each half computes in its ``dtype`` (``config.model.compute_dtype``) with float32
+parameters; the family casts what they return to float32 before the ELBO.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 
 class MLPEncoder(nn.Module):
@@ -14,13 +19,14 @@ class MLPEncoder(nn.Module):
 
   hidden: Sequence[int]
   latent_dim: int
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     h = x.reshape(x.shape[0], -1)
     for width in self.hidden:
-      h = nn.swish(nn.Dense(width)(h))
-    out = nn.Dense(2 * self.latent_dim)(h)
+      h = nn.swish(nn.Dense(width, dtype=self.dtype)(h))
+    out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h)
     return jnp.split(out, 2, axis=-1)
 
 
@@ -30,16 +36,17 @@ class MLPDecoder(nn.Module):
   hidden: Sequence[int]
   out_shape: tuple[int, ...]
   outputs_per_dim: int
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     h = z
     for width in self.hidden:
-      h = nn.swish(nn.Dense(width)(h))
+      h = nn.swish(nn.Dense(width, dtype=self.dtype)(h))
     size = 1
     for d in self.out_shape:
       size *= d
-    out = nn.Dense(size * self.outputs_per_dim)(h)
+    out = nn.Dense(size * self.outputs_per_dim, dtype=self.dtype)(h)
     return out.reshape(z.shape[0], *self.out_shape, self.outputs_per_dim)
 
 
@@ -65,16 +72,17 @@ class ConvEncoder(nn.Module):
   channels: Sequence[int]
   latent_dim: int
   hidden: int = 256
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     h = x
     for c in self.channels:
-      h = nn.swish(nn.Conv(c, (3, 3))(h))
-      h = _downsample(nn.swish(nn.Conv(c, (3, 3))(h)))
+      h = nn.swish(nn.Conv(c, (3, 3), dtype=self.dtype)(h))
+      h = _downsample(nn.swish(nn.Conv(c, (3, 3), dtype=self.dtype)(h)))
     h = h.reshape(h.shape[0], -1)
-    h = nn.swish(nn.Dense(self.hidden)(h))
-    out = nn.Dense(2 * self.latent_dim)(h)
+    h = nn.swish(nn.Dense(self.hidden, dtype=self.dtype)(h))
+    out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h)
     return jnp.split(out, 2, axis=-1)
 
 
@@ -89,6 +97,7 @@ class ConvDecoder(nn.Module):
   out_shape: tuple[int, int, int]
   outputs_per_dim: int
   hidden: int = 256
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -96,12 +105,13 @@ class ConvDecoder(nn.Module):
     factor = 2 ** len(self.channels)
     h0, w0 = height // factor, width // factor
     coarse = list(self.channels)[::-1]
-    h = nn.swish(nn.Dense(self.hidden)(z))
-    h = nn.swish(nn.Dense(h0 * w0 * coarse[0])(h)).reshape(z.shape[0], h0, w0, coarse[0])
+    h = nn.swish(nn.Dense(self.hidden, dtype=self.dtype)(z))
+    h = nn.swish(nn.Dense(h0 * w0 * coarse[0], dtype=self.dtype)(h)).reshape(
+        z.shape[0], h0, w0, coarse[0])
     for c in coarse:
-      h = nn.swish(nn.Conv(c, (3, 3))(_upsample(h)))
-      h = nn.swish(nn.Conv(c, (3, 3))(h))
-    out = nn.Conv(out_c * self.outputs_per_dim, (3, 3))(h)
+      h = nn.swish(nn.Conv(c, (3, 3), dtype=self.dtype)(_upsample(h)))
+      h = nn.swish(nn.Conv(c, (3, 3), dtype=self.dtype)(h))
+    out = nn.Conv(out_c * self.outputs_per_dim, (3, 3), dtype=self.dtype)(h)
     return out.reshape(z.shape[0], height, width, out_c, self.outputs_per_dim)
 
 
@@ -111,6 +121,7 @@ class VAENet(nn.Module):
   ``__call__`` returns ``(mean, log_var)`` of q(z|x); :meth:`decode` the
   likelihood parameters of p(x|z) with a trailing axis of size
   ``outputs_per_dim`` (1: Bernoulli logits; 2: Gaussian mean and raw log-variance).
+  It creates no layer of its own: the two halves carry the computation dtype.
   """
 
   encoder: nn.Module
@@ -129,17 +140,19 @@ class VAENet(nn.Module):
 
 def make_vae_net(shape: tuple[int, ...], *, latent_dim: int, outputs_per_dim: int,
                  hidden: Sequence[int] = (256, 256), channels: Sequence[int] = (32, 64),
-                 conv_hidden: int = 256) -> VAENet:
-  """MLP halves for ``shape=(D,)`` points, conv halves for ``(H, W, C)`` images."""
+                 conv_hidden: int = 256, dtype: Dtype = jnp.float32) -> VAENet:
+  """MLP halves for ``shape=(D,)`` points, conv halves for ``(H, W, C)`` images, both
+  computing in ``dtype``."""
   if len(shape) == 1:
-    return VAENet(MLPEncoder(tuple(hidden), latent_dim),
-                  MLPDecoder(tuple(hidden)[::-1], shape, outputs_per_dim))
+    return VAENet(MLPEncoder(tuple(hidden), latent_dim, dtype=dtype),
+                  MLPDecoder(tuple(hidden)[::-1], shape, outputs_per_dim, dtype=dtype))
   if len(shape) == 3:
     factor = 2 ** len(channels)
     if shape[0] % factor or shape[1] % factor:
       raise ValueError(
           f'Image size {shape[:2]} is not divisible by 2**len(channels)={factor}; use '
           'fewer downsampling stages (config.model.image.channels).')
-    return VAENet(ConvEncoder(tuple(channels), latent_dim, conv_hidden),
-                  ConvDecoder(tuple(channels), tuple(shape), outputs_per_dim, conv_hidden))
+    return VAENet(ConvEncoder(tuple(channels), latent_dim, conv_hidden, dtype=dtype),
+                  ConvDecoder(tuple(channels), tuple(shape), outputs_per_dim, conv_hidden,
+                              dtype=dtype))
   raise ValueError(f'VAE supports (D,) points or (H, W, C) images, got example shape {shape}.')
