@@ -35,7 +35,7 @@ COMPUTE_DTYPES = ('float32', 'bfloat16')
 # without naming it. A saved config that lacks one reads as having that value,
 # so the run stays resumable (changed_keys) and can still be built and
 # evaluated from its config.json (setting).
-ADDED_KEYS: dict[str, Any] = {'model.compute_dtype': 'float32'}
+ADDED_KEYS: dict[str, Any] = {'model.compute_dtype': 'float32', 'ddgan.energy_weight': 0.0}
 
 
 def base_config(family: str, dataset: str, kind: str) -> ml_collections.ConfigDict:

@@ -59,3 +59,19 @@ COVERAGE_PROBE = Profile(
     speed_repeats=3,
     description='every family on ring8 and stacked digits, default budgets, one seed',
 )
+
+# T = 4 with the energy-score penalty on the generator (docs/ddgan_steps.md, section 5).
+GRID25_ENERGY = Profile(
+    datasets=('grid25',),
+    families=('ddgan_T4', 'ddgan_T4_es1', 'ddgan_T4_es3'),
+    seeds=(0, 1, 2),
+    overrides=_SWEEP.overrides,
+    variants={
+        'ddgan_T4': ('ddgan', {'ddgan.num_steps': 4}),
+        'ddgan_T4_es1': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.energy_weight': 1.0}),
+        'ddgan_T4_es3': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.energy_weight': 3.0}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4 with an energy-score penalty of weight 1 and 3',
+)

@@ -49,12 +49,16 @@ class Draw(NamedTuple):
     cond: what D sees beside either input (labels, ``(x_t, t)``, or None).
     metrics: scalars about the draw; those of the generator update's draw are
       reported with the step's metrics.
+    g_penalty: a scalar the generator update adds to its adversarial loss
+      (differentiable in the generator's parameters), or None. The
+      discriminator updates ignore it, and XLA drops its computation there.
   """
 
   real: jax.Array
   fake: jax.Array
   cond: Any
   metrics: Metrics
+  g_penalty: jax.Array | None = None
 
 
 DrawFn = Callable[[PyTree, Batch, jax.Array], Draw]
@@ -117,7 +121,7 @@ def make_train_step(draw: DrawFn, d_apply: DApplyFn, g_optimizer: optax.Gradient
     The step. Metrics (scalars; D-side ones averaged over the n_critic updates):
     ``d_loss`` (adversarial part), ``r1`` (mean ||∇ₓD(x)||², when γ > 0),
     ``d_real`` / ``d_fake`` (mean sigmoid of the logits), ``logit_real`` /
-    ``logit_fake``, ``d_grad_norm``, ``g_loss``, ``g_grad_norm``, and the
+    ``logit_fake``, ``d_grad_norm``, ``g_loss`` (with the draw's ``g_penalty``), ``g_grad_norm``, and the
     metrics of the generator update's draw.
   """
   d_loss_fn, g_loss_fn = losses.gan_losses(loss)
@@ -171,7 +175,8 @@ def make_train_step(draw: DrawFn, d_apply: DApplyFn, g_optimizer: optax.Gradient
     def g_objective(g_params):
       u = draw(g_params, batch, g_key)
       logits, _ = d_apply(d_params, d_state, u.fake, u.cond, False)
-      return jnp.mean(g_loss_fn(logits)), u.metrics
+      g_loss = jnp.mean(g_loss_fn(logits))
+      return (g_loss if u.g_penalty is None else g_loss + u.g_penalty), u.metrics
 
     (g_loss, draw_metrics), g_grads = jax.value_and_grad(g_objective, has_aux=True)(g_params)
     g_updates, g_opt_state = g_optimizer.update(g_grads, state.opt_state[GENERATOR], g_params)

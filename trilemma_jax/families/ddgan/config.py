@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from trilemma_jax import config as config_lib
 from trilemma_jax import data, validation
 from trilemma_jax.config import base_config
 from trilemma_jax.data.info import DatasetInfo
@@ -42,6 +43,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   c.ddgan.r1_gamma = 0.02  # gamma of gamma/2 ||grad_{x_{t-1}} D(real)||^2; 0 = off
   c.ddgan.r1_every = 15  # lazy R1 (official: applied every 15 D updates, not rescaled)
   c.ddgan.n_critic = 1  # D updates per G update
+  # Weight of an energy-score penalty on the generator's x0 draws (two latents per
+  # x_t); 0 is the original DDGAN. See docs/ddgan_steps.md, section 5.
+  c.ddgan.energy_weight = 0.0
   # G = c_skip x_t + c_out body (SkipGenerator), with the data's std from DatasetInfo.
   c.ddgan.skip_generator = False
 
@@ -158,6 +162,9 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
       'ddgan.n_critic': validation.positive_int,
       'ddgan.skip_generator': validation.boolean,
   })
+  # Through setting(): the config.json of a run saved before the key existed lacks it.
+  validation.non_negative('config.ddgan.energy_weight',
+                          config_lib.setting(config, 'ddgan.energy_weight'))
   if config.ddgan.beta_max < config.ddgan.beta_min:
     raise ValueError(f'config.ddgan.beta_max={config.ddgan.beta_max} is below '
                      f'config.ddgan.beta_min={config.ddgan.beta_min}.')

@@ -91,8 +91,24 @@ def fake_prev(schedule: Schedule, x0_hat: jax.Array, x_t: jax.Array, t: jax.Arra
   return diffusion.posterior_sample(schedule, x0_hat, x_t, t, noise)
 
 
+def energy_score(x0_hat: jax.Array, x0_hat_2: jax.Array, x0: jax.Array) -> jax.Array:
+  """``[B]`` energy score of two generator draws against the ``x0`` behind ``x_t``.
+
+  ``½(‖a − x0‖ + ‖b − x0‖) − ½‖a − b‖`` for ``a, b`` two independent draws of
+  ``G(x_t, ·, t)``: an unbiased estimate of the energy score of the
+  generator's distribution of ``x0`` given ``x_t`` (Gneiting & Raftery 2007).
+  The score is strictly proper: its expectation over ``x0 ~ q(x0 | x_t)`` is
+  smallest when that distribution is exactly ``q(x0 | x_t)``, so unlike a
+  regression loss it rewards the spread of the true posterior, not its mean.
+  """
+  def norm(v):
+    # The epsilon keeps the gradient finite when two points coincide.
+    return jnp.sqrt(jnp.sum(jnp.square(v).reshape(v.shape[0], -1), axis=-1) + 1e-12)
+  return 0.5 * (norm(x0_hat - x0) + norm(x0_hat_2 - x0)) - 0.5 * norm(x0_hat - x0_hat_2)
+
+
 def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
-              data_scale: float = 1.0) -> adversarial.DrawFn:
+              data_scale: float = 1.0, energy_weight: float = 0.0) -> adversarial.DrawFn:
   """Real and fake pairs of one update, from fresh ``t``, chain noise, ``z`` and posterior noise.
 
   The update's key is split four ways, in this order: ``t``, the real pair,
@@ -100,6 +116,14 @@ def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
   (real or fake) beside ``cond = (x_t, t)``; the draw reports ``x0_rmse``, the
   root mean squared error of ``x0_hat`` against the ``x0`` that made ``x_t``, in
   data units (a diagnostic, not a training target).
+
+  With ``energy_weight > 0`` the generator also draws a second ``x0_hat`` from
+  the same ``x_t`` with another latent (from ``fold_in(z key, 1)``, so the other
+  streams are unchanged) and the draw carries ``energy_weight`` times the mean
+  :func:`energy_score` as the generator's penalty, reported as
+  ``energy_score``. The score asks the generator's step to be as wide as the
+  true ``q(x0 | x_t)``; without it the generator learns to ignore ``z`` at the
+  late steps (docs/ddgan_steps.md, section 4).
   """
 
   def draw(g_params, batch: Batch, key: jax.Array) -> Draw:
@@ -115,7 +139,13 @@ def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
     x0_hat = g_apply(g_params, x_t, z, t)
     x_fake = fake_prev(schedule, x0_hat, x_t, t, post_key)
     rmse = jnp.sqrt(jnp.mean(jnp.square(x0_hat - x0))) / data_scale
-    return Draw(real=x_prev, fake=x_fake, cond=(x_t, t), metrics={'x0_rmse': rmse})
+    metrics, penalty = {'x0_rmse': rmse}, None
+    if energy_weight > 0:
+      z_2 = jax.random.normal(jax.random.fold_in(z_key, 1), (b, latent_dim), x0.dtype)
+      score = jnp.mean(energy_score(x0_hat, g_apply(g_params, x_t, z_2, t), x0))
+      metrics['energy_score'] = score
+      penalty = energy_weight * score
+    return Draw(real=x_prev, fake=x_fake, cond=(x_t, t), metrics=metrics, g_penalty=penalty)
 
   return draw
 
@@ -157,7 +187,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     d_optimizer: optax.GradientTransformation, schedule: Schedule, *,
                     latent_dim: int, data_scale: float = 1.0, n_critic: int = 1,
                     r1_gamma: float = 0.02, r1_every: int = 1, ema_decay: float = 0.999,
-                    ema_warmup: bool = True) -> Callable:
+                    ema_warmup: bool = True, energy_weight: float = 0.0) -> Callable:
   """The pure step ``(state, batch) -> (state, metrics)`` (see the module docstring).
 
   Args:
@@ -170,9 +200,12 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     r1_gamma: gamma of the R1 penalty gamma/2 ||grad D(real)||^2; 0 disables it.
     r1_every: apply R1 on every k-th discriminator update (not rescaled by k).
     ema_decay, ema_warmup: generator EMA (see ``ema_decay_with_warmup``).
+    energy_weight: weight of the generator's energy-score penalty (see
+      :func:`make_draw`); 0 is the original DDGAN.
 
   Returns:
-    The step; its metrics are the adversarial core's plus ``x0_rmse``.
+    The step; its metrics are the adversarial core's plus ``x0_rmse`` (and
+    ``energy_score`` when weighted).
   """
   g_apply = lambda p, x_t, z, t: apply_generator(generator, p, x_t, z, t)
 
@@ -183,7 +216,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     return logits.astype(jnp.float32), d_state
 
   return adversarial.make_train_step(
-      make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale), d_apply,
+      make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale,
+                energy_weight=energy_weight), d_apply,
       g_optimizer, d_optimizer, loss='non_saturating', n_critic=n_critic, r1_gamma=r1_gamma,
       r1_every=r1_every, r1_rescale=False, ema_decay=ema_decay, ema_warmup=ema_warmup)
 
@@ -362,7 +396,8 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
   train_step = make_train_step(
       generator, discriminator, g_optimizer, d_optimizer, schedule, latent_dim=latent_dim,
       data_scale=parts.data_scale, n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
-      r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup)
+      r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup,
+      energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')))
 
   return adversarial.make_family(
       config.family,
