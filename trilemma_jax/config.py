@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any, Mapping, Sequence
 
+import jax.numpy as jnp
 import ml_collections
 from flax import traverse_util
 
@@ -115,6 +116,11 @@ def setting(config: Any, path: str) -> Any:
     except ValueError:
       return ADDED_KEYS[path]
   return validation.config_value(config, path)
+
+
+def compute_dtype(config: Any) -> Any:
+  """The numpy dtype the networks of ``config`` compute in (``model.compute_dtype``)."""
+  return jnp.dtype(setting(config, 'model.compute_dtype'))
 
 
 def load_config_file(spec: str, overrides: Mapping[str, Any] | None = None

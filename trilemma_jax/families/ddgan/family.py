@@ -349,7 +349,7 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
   """The generator and discriminator for ``info``: MLPs for points, U-Net/conv for images."""
   m, d = config.model, config.ddgan
   time_scale = 1000.0 / schedule.num_steps
-  dtype = jnp.dtype(config_lib.setting(config, 'model.compute_dtype'))
+  dtype = config_lib.compute_dtype(config)
   if info.kind == 'points':
     p = m.points
     generator = MLPGenerator(width=p.g_width, num_blocks=p.g_blocks, z_emb_dim=m.z_emb_dim,

@@ -251,7 +251,7 @@ def variational_bound(apply_fn: ApplyFn, params, schedule: dm.Schedule, x0: jax.
 def make_denoiser(config: ml_collections.ConfigDict, info: DatasetInfo) -> nn.Module:
   """A :class:`TimeMLP` for points, a :class:`UNet` for images (``config.model.<kind>``)."""
   m = config.model[info.kind]
-  dtype = jnp.dtype(config_lib.setting(config, 'model.compute_dtype'))
+  dtype = config_lib.compute_dtype(config)
   if info.kind == 'points':
     return TimeMLP(hidden=tuple(m.hidden), time_dim=m.time_dim, dtype=dtype)
   return UNet(ch=m.ch, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,

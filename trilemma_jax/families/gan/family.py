@@ -135,7 +135,7 @@ def build_networks(config: ml_collections.ConfigDict,
   m, g = config.model, config.gan
   num_classes = info.num_classes if g.conditional else None
   shape = tuple(info.shape)
-  dtype = jnp.dtype(config_lib.setting(config, 'model.compute_dtype'))
+  dtype = config_lib.compute_dtype(config)
   if info.kind == 'points':
     p = m.points
     g_body = MLP(widths=tuple(p.g_widths), out_dim=math.prod(shape), activation=m.g_activation,

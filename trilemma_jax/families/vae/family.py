@@ -196,7 +196,7 @@ def make_net(config: ml_collections.ConfigDict, info: DatasetInfo) -> nn.Module:
                       **({'hidden': tuple(section.hidden)} if info.kind == 'points' else
                          {'channels': tuple(section.channels),
                           'conv_hidden': section.conv_hidden}),
-                      dtype=jnp.dtype(config_lib.setting(config, 'model.compute_dtype')))
+                      dtype=config_lib.compute_dtype(config))
 
 
 def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family:
