@@ -2,6 +2,8 @@ r"""Speed of every family's train step and samplers, and of the DDPM U-Net alone
 
   python experiments/benchmark.py [--profile default] [--families ddgan --datasets grid25] \
       [--precision --precision_steps 100] [--out runs/benchmark.json]
+  python experiments/benchmark.py --paper [--paper_families ddgan,ddpm] [--paper_batch 8] \
+      [--paper_sample_batch 4] [--paper_max_nfe 100] [--out runs/benchmark_paper.json]
 
 For each family and dataset of the profile (with the profile's settings): train
 steps/s and examples/s (median over timed windows after a warm-up), compile
@@ -16,6 +18,15 @@ bfloat16 (model.compute_dtype), same seed and batches, and the JSON gets a
 absolute difference of samples drawn with the same key (and the mode figures of
 2-D mixtures), train steps/s both ways. Results go to --out as JSON. Timings on
 a shared machine are noisy: compare figures of one run as ratios.
+
+With --paper the profile is not timed; instead each family's paper-scale
+CIFAR-10 config (DDGAN's official NCSN++ run, Ho et al.'s DDPM, the wide GAN
+and VAE; docs/paper_scale.md) is timed on one device with random 32x32x3
+batches: train steps/s and examples/s at the config's batch (or --paper_batch),
+compile seconds apart, parameters per network, and seconds per sampler call at
+a batch of 100 (or --paper_sample_batch), the unit of the DDGAN paper's Table
+1. Samplers with more network evaluations than --paper_max_nfe are skipped. On
+a CPU the configs' batches take minutes per step: pass small batches there.
 """
 
 import json
@@ -44,6 +55,19 @@ _REFERENCE = flags.DEFINE_string(
     'reference_python', None,
     'Python with PyTorch and diffusers (experiments/reference/setup.sh makes '
     '.venv-reference/bin/python): also time diffusers\' UNet2DModel on the U-Net cases.')
+_PAPER = flags.DEFINE_bool(
+    'paper', False, "Time the paper-scale CIFAR-10 configs instead of the profile's cases.")
+_PAPER_FAMILIES = flags.DEFINE_list('paper_families', list(benchmark.PAPER_FAMILIES),
+                                    'Families of the paper-scale section.')
+_PAPER_BATCH = flags.DEFINE_integer('paper_batch', None,
+                                    "Train batch of the paper-scale configs (default: theirs).",
+                                    lower_bound=1)
+_PAPER_SAMPLE_BATCH = flags.DEFINE_integer(
+    'paper_sample_batch', None, 'Batch of each timed sampler call (default: 100).',
+    lower_bound=1)
+_PAPER_MAX_NFE = flags.DEFINE_integer(
+    'paper_max_nfe', None, 'Skip samplers with more network evaluations (default: none).',
+    lower_bound=1)
 _OUT = flags.DEFINE_string('out', 'runs/benchmark.json', 'Where the JSON result goes.')
 
 
@@ -51,6 +75,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
+  if _PAPER.value:
+    try:
+      result = benchmark.run_paper(_PAPER_FAMILIES.value, batch_size=_PAPER_BATCH.value,
+                                   sample_batch=_PAPER_SAMPLE_BATCH.value,
+                                   max_nfe=_PAPER_MAX_NFE.value, windows=_WINDOWS.value)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
+    _write(result)
+    return
   try:
     profiles.get_profile(_PROFILE.value)
   except ValueError as e:
@@ -60,6 +93,10 @@ def main(argv):
                          windows=_WINDOWS.value, steps_per_dispatch=_STEPS_PER_DISPATCH.value,
                          reference_python=_REFERENCE.value, precision=_PRECISION.value,
                          precision_steps=_PRECISION_STEPS.value)
+  _write(result)
+
+
+def _write(result) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value, 'w') as f:
     json.dump(result, f, indent=2)

@@ -30,6 +30,7 @@ import numpy as np
 from trilemma_jax import checkpoints, data, families, parallel, profiles, sampling, validation
 from trilemma_jax import config as config_lib
 from trilemma_jax.evaluation import coverage
+from trilemma_jax.data.info import DatasetInfo
 from trilemma_jax.evaluation import speed as speed_lib
 from trilemma_jax.train_state import new_rng
 
@@ -75,6 +76,45 @@ def machine() -> dict[str, Any]:
           'jax': jax.__version__}
 
 
+def _time_train_step(step, state, batches, *, k: int, batch_size: int, windows: int,
+                     steps_per_window: int | None, peak_gflops: float | None) -> dict[str, Any]:
+  """Compiles ``step`` on ``batches[0]``, then times it (see :func:`bench_train_step`)."""
+  start = time.perf_counter()
+  compiled = step.lower(state, batches[0]).compile()
+  compile_seconds = time.perf_counter() - start
+  # XLA's cost analysis counts the body of the scan once, i.e. one step's FLOPs.
+  flops = flops_of(compiled)
+
+  state, _ = compiled(state, batches[0])  # warm-up
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  state, _ = compiled(state, batches[1])
+  once = time.perf_counter() - start if jax.block_until_ready(state) is not None else 0.0
+  n = steps_per_window or max(3, min(200, int(1.0 / max(once, 1e-4))))
+
+  def window():
+    nonlocal state
+    for i in range(n):
+      state, metrics = compiled(state, batches[i % len(batches)])
+    return state
+
+  seconds = _median_seconds(window, windows) / (n * k)
+  result = {
+      'steps_per_dispatch': k,
+      'steps_per_second': 1.0 / seconds,
+      'examples_per_second': batch_size / seconds,
+      'batch_size': batch_size,
+      'compile_seconds': compile_seconds,
+      'flops_per_step': flops,
+      'gflops': flops / seconds / 1e9 if flops else None,
+      'params': int(sum(x.size for x in jax.tree.leaves(state.params))),
+  }
+  if peak_gflops and result['gflops']:
+    result['peak_fraction'] = result['gflops'] / peak_gflops
+  result['_state'] = state
+  return result
+
+
 def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None = None,
                      peak_gflops: float | None = None) -> dict[str, Any]:
   """Train-step speed of ``config``'s family on its dataset, one device.
@@ -105,38 +145,10 @@ def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None =
     batches = [parallel.shard_batches([next(iterator) for _ in range(k)], mesh)
                for _ in range(2)]
     step = parallel.jit_train_steps(family.train_step, mesh)
-  start = time.perf_counter()
-  compiled = step.lower(state, batches[0]).compile()
-  compile_seconds = time.perf_counter() - start
-  # XLA's cost analysis counts the body of the scan once, i.e. one step's FLOPs.
-  flops = flops_of(compiled)
-
-  state, _ = compiled(state, batches[0])  # warm-up
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  state, _ = compiled(state, batches[1])
-  once = time.perf_counter() - start if jax.block_until_ready(state) is not None else 0.0
-  n = steps_per_window or max(3, min(200, int(1.0 / max(once, 1e-4))))
-
-  def window():
-    nonlocal state
-    for i in range(n):
-      state, metrics = compiled(state, batches[i % len(batches)])
-    return state
-
-  seconds = _median_seconds(window, windows) / (n * k)
-  result = {
-      'steps_per_dispatch': k,
-      'steps_per_second': 1.0 / seconds,
-      'examples_per_second': config.data.batch_size / seconds,
-      'batch_size': config.data.batch_size,
-      'compile_seconds': compile_seconds,
-      'flops_per_step': flops,
-      'gflops': flops / seconds / 1e9 if flops else None,
-      'params': int(sum(x.size for x in jax.tree.leaves(state.params))),
-  }
-  if peak_gflops and result['gflops']:
-    result['peak_fraction'] = result['gflops'] / peak_gflops
+  result = _time_train_step(step, state, batches, k=k, batch_size=config.data.batch_size,
+                            windows=windows, steps_per_window=steps_per_window,
+                            peak_gflops=peak_gflops)
+  state = result.pop('_state')
   result['_state'] = state
   result['_family'] = family
   return result
@@ -151,6 +163,65 @@ def bench_samplers(family, state, *, repeats: int = 3) -> dict[str, dict[str, An
                                     batch=speed_lib.SPEED_BATCH, min_timed=repeats)
     out[name] = {'nfe': nfe, **timing}
   return out
+
+
+# The paper-scale configs are the families' tfds:cifar10 configs; the benchmark
+# feeds them random images of CIFAR-10's shape, so it needs no download.
+PAPER_DATASET = DatasetInfo(name='tfds:cifar10', shape=(32, 32, 3), kind='image',
+                            num_classes=10, num_train=50_000, num_test=10_000, levels=256)
+PAPER_FAMILIES = ('ddgan', 'ddpm', 'gan', 'vae')
+
+
+def bench_paper(family_name: str, *, batch_size: int | None = None,
+                sample_batch: int | None = None, max_nfe: int | None = None,
+                windows: int = 3, steps_per_window: int = 1,
+                peak_gflops: float | None = None) -> dict[str, Any]:
+  """Train-step and sampler speed of ``family_name``'s paper-scale (CIFAR-10) config, one device.
+
+  Args:
+    family_name: one of :data:`PAPER_FAMILIES`.
+    batch_size: global batch of the timed train step (default: the config's).
+    sample_batch: batch of each sampler call (default: 100, the batch of the
+      DDGAN paper's timings).
+    max_nfe: samplers with more network evaluations are not run (reported as
+      skipped); ``None`` runs them all.
+    windows, steps_per_window: timed windows (median kept) and steps in each.
+    peak_gflops: the measured matmul peak, for ``peak_fraction``.
+
+  Returns:
+    The :func:`bench_train_step` figures (compile time apart), ``params`` per
+    network, and ``samplers``: per named sampler its NFE and samples/s at
+    ``sample_batch`` (compile time apart), or ``skipped``.
+  """
+  overrides = {} if batch_size is None else {'data.batch_size': batch_size}
+  config = families.get_config(family_name, PAPER_DATASET.name, overrides)
+  info = PAPER_DATASET
+  family = families.build(config, info)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = parallel.jit_init(family.init, mesh)(new_rng(config.seed),
+                                               checkpoints.example_batch(info))
+  rng = np.random.default_rng(0)
+  batches = [parallel.shard_batch(
+      {'x': rng.uniform(-1, 1, (config.data.batch_size, *info.shape)).astype(np.float32),
+       'label': rng.integers(0, 10, config.data.batch_size).astype(np.int32)}, mesh)
+      for _ in range(2)]
+  row = _time_train_step(parallel.jit_train_step(family.train_step, mesh), state, batches, k=1,
+                         batch_size=config.data.batch_size, windows=windows,
+                         steps_per_window=steps_per_window, peak_gflops=peak_gflops)
+  state = row.pop('_state')
+  row['params_per_network'] = checkpoints.parameter_counts(family, info)
+  sample_batch = sample_batch or speed_lib.SPEED_BATCH
+  row['sample_batch'] = sample_batch
+  row['samplers'] = {}
+  for name, (_, nfe) in family.samplers.items():
+    if max_nfe is not None and nfe > max_nfe:
+      row['samplers'][name] = {'nfe': nfe, 'skipped': f'NFE {nfe} > max_nfe {max_nfe}'}
+      continue
+    _, timing = sampling.draw_timed(sampling.sampler_fn(family, name), state, sample_batch,
+                                    batch=sample_batch, min_timed=1)
+    row['samplers'][name] = {'nfe': nfe, **timing,
+                             'seconds_per_batch': sample_batch / timing['samples_per_second']}
+  return row
 
 
 PRECISIONS = ('float32', 'bfloat16')
@@ -315,6 +386,43 @@ def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = N
       log(_describe_precision(row))
       result['precision'].append(row)
   return result
+
+
+def run_paper(family_names: Sequence[str] = PAPER_FAMILIES, *, batch_size: int | None = None,
+              sample_batch: int | None = None, max_nfe: int | None = None, windows: int = 3,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+  """:func:`bench_paper` for each of ``family_names``; returns the JSON-ready result."""
+  unknown = sorted(set(family_names) - set(PAPER_FAMILIES))
+  if unknown:
+    raise ValueError(f'No paper-scale config for {unknown}; expected some of {PAPER_FAMILIES}.')
+  for name, value in (('batch_size', batch_size), ('sample_batch', sample_batch),
+                      ('max_nfe', max_nfe)):
+    if value is not None:
+      validation.positive_int(name, value)
+  peak = matmul_peak()
+  log(f'matmul peak {peak:.1f} GFLOP/s')
+  result: dict[str, Any] = {'machine': machine(), 'matmul_peak_gflops': peak,
+                            'dataset': PAPER_DATASET.name, 'paper': []}
+  for name in family_names:
+    row = {'family': name, **bench_paper(name, batch_size=batch_size, sample_batch=sample_batch,
+                                         max_nfe=max_nfe, windows=windows, peak_gflops=peak)}
+    log(_describe_paper(row))
+    result['paper'].append(row)
+  return result
+
+
+def _describe_paper(row: dict[str, Any]) -> str:
+  counts = checkpoints.format_counts(row['params_per_network'])
+  text = (f"{row['family']}/cifar10 ({counts}): batch {row['batch_size']}, "
+          f"{row['steps_per_second']:.3g} steps/s, {row['examples_per_second']:.3g} examples/s, "
+          f"compile {row['compile_seconds']:.1f} s")
+  if row.get('gflops'):
+    text += f", {row['gflops']:.1f} GFLOP/s ({100 * row.get('peak_fraction', 0):.0f}% of peak)"
+  for name, s in row['samplers'].items():
+    text += (f"; {name} (NFE {s['nfe']}) skipped" if 'skipped' in s else
+             f"; {name} (NFE {s['nfe']}) {s['seconds_per_batch']:.3g} s per batch of "
+             f"{row['sample_batch']}")
+  return text
 
 
 def _describe_precision(row: dict[str, Any]) -> str:

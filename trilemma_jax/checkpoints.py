@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -28,6 +29,25 @@ def example_batch(info: DatasetInfo, batch_size: int = 1) -> dict[str, np.ndarra
   """A zero batch with the dataset's shapes, for ``init`` and shape inference."""
   return {'x': np.zeros((batch_size, *info.shape), np.float32),
           'label': np.zeros((batch_size,), np.int32)}
+
+
+def parameter_counts(family: Family, info: DatasetInfo) -> dict[str, int]:
+  """Trained parameters per network of ``family`` (``{'generator': ..., ...}``), by shape only.
+
+  Counts ``state.params`` (not the EMA copies, optimiser moments or non-trained
+  variables such as spectral-norm vectors), as papers report model sizes.
+  """
+  shapes = jax.eval_shape(family.init, jax.ShapeDtypeStruct((2,), jnp.uint32),
+                          example_batch(info))
+  return {name: sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+          for name, tree in shapes.params.items()}
+
+
+def format_counts(counts: dict[str, int]) -> str:
+  """``'generator 48.43M + discriminator 12.46M = 60.89M'`` (or one network's count)."""
+  fmt = lambda n: f'{n / 1e6:.2f}M' if n >= 1e5 else f'{n:,}'
+  parts = ' + '.join(f'{name} {fmt(n)}' for name, n in counts.items())
+  return parts if len(counts) == 1 else f'{parts} = {fmt(sum(counts.values()))}'
 
 
 def abstract_state(family: Family, info: DatasetInfo, mesh) -> TrainState:

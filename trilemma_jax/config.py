@@ -36,7 +36,12 @@ COMPUTE_DTYPES = ('float32', 'bfloat16')
 # without naming it. A saved config that lacks one reads as having that value,
 # so the run stays resumable (changed_keys) and can still be built and
 # evaluated from its config.json (setting).
-ADDED_KEYS: dict[str, Any] = {'model.compute_dtype': 'float32', 'ddgan.energy_weight': 0.0}
+ADDED_KEYS: dict[str, Any] = {
+    'model.compute_dtype': 'float32',
+    'ddgan.energy_weight': 0.0,
+    'model.image.arch': 'unet',  # DDGAN's image networks
+    'model.image.attn_resolutions': [],  # (as JSON) DDGAN's before NCSN++; DDPM always had it
+}
 
 
 def base_config(family: str, dataset: str, kind: str) -> ml_collections.ConfigDict:

@@ -164,6 +164,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   info = data_lib.load_info(config.data.name, data_dir=config.data.data_dir or None)
   family = families.build(config, info)  # validates the config first
   os.makedirs(workdir, exist_ok=True)
+  counts = checkpoints.parameter_counts(family, info)
+  if jax.process_index() == 0:
+    message = (f'{config.family} on {info.name}, parameters: '
+               f'{checkpoints.format_counts(counts)}')
+    log.info(message)
+    if config.train.progress:
+      print(message, flush=True)
+    with open(os.path.join(workdir, 'parameters.json'), 'w') as f:
+      json.dump(counts, f)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.data.batch_size, mesh)
   if config.train.steps_per_dispatch > 1 and not perf.scanned_steps_are_fast(

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
+from trilemma_jax.nets import layers
+
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
   """Sinusoidal features of a (possibly fractional) time index.
@@ -41,16 +43,18 @@ def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) ->
 
 
 class TimeEmbedding(nn.Module):
-  """Sinusoidal features of ``t`` followed by a two-layer SiLU MLP.
+  """Sinusoidal features of ``t`` followed by a two-layer MLP.
 
   Attributes:
     sinusoid_dim: width of the sinusoidal features.
     dim: output width (Ho et al. use 4x the base channel count).
+    activation: the MLP's hidden activation (a name of ``layers.ACTIVATIONS``).
     dtype: computation dtype of the MLP (parameters stay float32).
   """
 
   sinusoid_dim: int
   dim: int
+  activation: str = 'silu'
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -61,5 +65,5 @@ class TimeEmbedding(nn.Module):
     # fast sinusoids of a bfloat16 t * f would be noise.
     h = sinusoidal_embedding(t, self.sinusoid_dim).astype(self.dtype)
     h = nn.Dense(self.dim, dtype=self.dtype, name='dense_0')(h)
-    h = nn.silu(h)
+    h = layers.activation(self.activation)(h)
     return nn.Dense(self.dim, dtype=self.dtype, name='dense_1')(h)

@@ -1,4 +1,4 @@
-r"""DDGAN configs: residual MLPs on 2-D points, a small AdaGN U-Net on images.
+r"""DDGAN configs: residual MLPs on 2-D points, AdaGN U-Nets on images.
 
   python experiments/train.py --config trilemma_jax/families/ddgan/config.py:grid25 \
       --workdir runs/ddgan_grid25
@@ -17,6 +17,12 @@ every departure:
 * 2-D points: Fourier-feature inputs, a generator built on the linear
   denoiser (``ddgan.skip_generator``), ReLU, R1 every step, lr 1e-3.
 * 8x8 digits: three D updates per G update and lr 1e-3.
+
+``tfds:cifar10`` is the official CIFAR-10 run itself (``model.image.arch =
+'ncsnpp'``: the NCSN++ generator with AdaGN, 48.4M parameters, and the small
+discriminator; docs/paper_scale.md): an accelerator job. Its batch of 256 is
+the official 64 per GPU on 4 GPUs (``data.batch_size`` is the global batch),
+its 351,562 steps the official 1,800 epochs of 50,000 images.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from trilemma_jax import data, validation
 from trilemma_jax.config import base_config
 from trilemma_jax.data.info import DatasetInfo
 from trilemma_jax.families import adversarial
+
+
+IMAGE_ARCHS = ('unet', 'ncsnpp')
 
 
 def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
@@ -68,7 +77,11 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     _points(c)
     return c
 
-  im = c.model.image  # AdaGN U-Net generator, residual conv discriminator
+  im = c.model.image
+  # 'unet': a small AdaGN U-Net generator and a residual conv discriminator;
+  # 'ncsnpp': the official NCSN++ generator and small FIR discriminator (ncsnpp.py).
+  im.arch = 'unet'
+  im.attn_resolutions = ()  # ncsnpp only: feature-map sides with self-attention
   im.ch = 32
   im.ch_mult = (1, 2)
   im.num_res_blocks = 1
@@ -93,7 +106,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     im.d_channels = (64, 128, 256)
     c.data.batch_size = 64
     c.train.steps = 5000
-  else:  # 32x32 images: the official CIFAR-10 scale is an accelerator job
+  elif dataset == 'tfds:cifar10':
+    _official_cifar10(c)
+  else:  # other 32x32 images: a narrower U-Net
     c.model.g_activation = 'silu'
     c.model.num_groups = 32
     im.ch = 64
@@ -105,6 +120,28 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     c.train.steps = 400_000
     c.train.checkpoint_every = 10_000
   return c
+
+
+def _official_cifar10(c: ml_collections.ConfigDict) -> None:
+  """The official CIFAR-10 recipe (REFERENCES.md; the paper's code, its README command)."""
+  im = c.model.image
+  im.arch = 'ncsnpp'
+  im.ch = 128
+  im.ch_mult = (1, 2, 2, 2)
+  im.num_res_blocks = 2
+  im.attn_resolutions = (16,)
+  im.d_channels = (128, 256, 512, 512)  # 2, 4, 8, 8 x ngf = 64
+  c.model.z_emb_dim = 256
+  c.model.mapping_layers = 4
+  c.model.time_dim = 256  # the discriminator's t_emb_dim (official default)
+  c.model.g_activation = 'silu'
+  c.model.d_activation = 'leaky_relu'
+  c.ema.decay = 0.9999
+  c.ema.warmup = False
+  c.data.batch_size = 256
+  c.train.steps = 1800 * 50_000 // 256
+  c.train.checkpoint_every = 10_000
+  c.train.log_every = 500
 
 
 def _points(c: ml_collections.ConfigDict) -> None:
@@ -140,7 +177,10 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
                'model.points.d_fourier_octaves': validation.non_negative_int,
                'model.points.d_widths': positive_ints}
   else:
-    section = {'model.image.ch': validation.positive_int,
+    section = {'model.image.arch': validation.one_of(IMAGE_ARCHS),
+               'model.image.attn_resolutions': validation.tuple_of(validation.positive_int,
+                                                                   min_length=0),
+               'model.image.ch': validation.positive_int,
                'model.image.ch_mult': positive_ints,
                'model.image.num_res_blocks': validation.positive_int,
                'model.image.d_channels': positive_ints}

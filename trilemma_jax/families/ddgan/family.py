@@ -59,6 +59,7 @@ from trilemma_jax.data.info import DatasetInfo
 from trilemma_jax.diffusion import Schedule
 from trilemma_jax.families import adversarial
 from trilemma_jax.families.adversarial import GENERATOR, Draw
+from trilemma_jax.families.ddgan import ncsnpp
 from trilemma_jax.families.ddgan.nets import (ConvDiscriminator, MLPDiscriminator, MLPGenerator,
                                               SkipGenerator, UNetGenerator)
 from trilemma_jax.train_state import Batch, Family, TrainState
@@ -346,7 +347,8 @@ def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
 
 def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
                    schedule: Schedule) -> tuple[nn.Module, nn.Module]:
-  """The generator and discriminator for ``info``: MLPs for points, U-Net/conv for images."""
+  """The generator and discriminator for ``info``: MLPs for points; for images a small U-Net
+  and conv net, or NCSN++ and the official small discriminator (``model.image.arch``)."""
   m, d = config.model, config.ddgan
   time_scale = 1000.0 / schedule.num_steps
   dtype = config_lib.compute_dtype(config)
@@ -361,6 +363,16 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
                                      activation=m.d_activation,
                                      fourier_octaves=p.d_fourier_octaves, time_scale=time_scale,
                                      dtype=dtype)
+  elif config_lib.setting(config, 'model.image.arch') == 'ncsnpp':
+    im = m.image
+    generator = ncsnpp.NCSNppGenerator(
+        ch=im.ch, ch_mult=tuple(im.ch_mult), num_res_blocks=im.num_res_blocks,
+        attn_resolutions=tuple(im.attn_resolutions), z_emb_dim=m.z_emb_dim,
+        mapping_layers=m.mapping_layers, activation=m.g_activation, time_scale=time_scale,
+        dtype=dtype)
+    discriminator = ncsnpp.DownConvDiscriminator(
+        channels=tuple(im.d_channels), t_emb_dim=m.time_dim, activation=m.d_activation,
+        time_scale=time_scale, dtype=dtype)
   else:
     im = m.image
     generator = UNetGenerator(ch=im.ch, ch_mult=tuple(im.ch_mult),

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from flax.typing import Dtype
 
 from trilemma_jax.nets import layers
+from trilemma_jax.nets.attention import AttnBlock
 from trilemma_jax.nets.embeddings import TimeEmbedding
 
 # Ho et al. initialise with a Glorot-uniform ("fan_avg") variance scaling, and the
@@ -73,31 +74,6 @@ class ResBlock(nn.Module):
     if in_ch != self.out_ch:
       x = nn.Dense(self.out_ch, kernel_init=_default_init, dtype=dtype, name='skip')(x)
     return x + h
-
-
-class AttnBlock(nn.Module):
-  """Single-head self-attention over all pixels, residual.
-
-  The logits and their softmax are float32 under any ``dtype``: a bfloat16
-  softmax over many pixels loses the small weights and its sum drifts from 1.
-  """
-
-  num_groups: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    b, hgt, wid, c = x.shape
-    dense = lambda name, init=_default_init: nn.Dense(c, kernel_init=init, dtype=self.dtype,
-                                                      name=name)
-    h = _group_norm(self.num_groups, c, 'norm', self.dtype)(x)
-    q = dense('q')(h).reshape(b, hgt * wid, c)
-    k = dense('k')(h).reshape(b, hgt * wid, c)
-    v = dense('v')(h).reshape(b, hgt * wid, c)
-    logits = jnp.einsum('bic,bjc->bij', q, k, preferred_element_type=jnp.float32)
-    weights = jax.nn.softmax(logits * c ** -0.5, axis=-1).astype(self.dtype)
-    h = jnp.einsum('bij,bjc->bic', weights, v).reshape(b, hgt, wid, c)
-    return x + dense('proj_out', _zero_init)(h)
 
 
 class UNet(nn.Module):

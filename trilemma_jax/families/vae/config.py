@@ -59,6 +59,16 @@ def get_config(dataset: str = 'digits') -> ml_collections.ConfigDict:
     c.vae.min_log_var = -9.7
     c.train.steps = 3000
     c.eval.num_examples = 2000
+  elif dataset == 'tfds:cifar10':
+    # Paper scale, the same order of size as the CIFAR-10 DDPM (35.7M) and DDGAN
+    # networks: 28.7M parameters (docs/paper_scale.md).
+    c.model.latent_dim = 128
+    im.channels = (128, 256, 512)
+    im.conv_hidden = 1024
+    c.train.steps = 200_000
+    c.train.checkpoint_every = 10_000
+    c.train.log_every = 500
+    c.eval.num_examples = 10_000
   else:  # tfds:<name> and npz:<path>: a moderate image default
     c.model.latent_dim = 64
     im.channels = (32, 64, 128)
