@@ -75,3 +75,20 @@ GRID25_ENERGY = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='grid25 DDGAN T = 4 with an energy-score penalty of weight 1 and 3',
 )
+
+# PacGAN packing of the discriminator (ddgan.pack): packs of 2 and 4 at T = 4,
+# the rest of the recipe unchanged; the baseline's seeds are reused.
+GRID25_PACK = Profile(
+    datasets=('grid25',),
+    families=('ddgan_T4', 'ddgan_T4_pack2', 'ddgan_T4_pack4'),
+    seeds=(0, 1, 2),
+    overrides=_SWEEP.overrides,
+    variants={
+        'ddgan_T4': ('ddgan', {'ddgan.num_steps': 4}),
+        'ddgan_T4_pack2': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.pack': 2}),
+        'ddgan_T4_pack4': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.pack': 4}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4 with packs of 1, 2 and 4 pairs per discriminator logit',
+)

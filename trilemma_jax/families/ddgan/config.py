@@ -55,6 +55,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   # Weight of an energy-score penalty on the generator's x0 draws (two latents per
   # x_t); 0 is the original DDGAN. See docs/ddgan_steps.md, section 5.
   c.ddgan.energy_weight = 0.0
+  # Pairs per discriminator logit (PacGAN packing, ddgan.nets.PackedDiscriminator);
+  # 1 is the original DDGAN. The global batch must be a multiple of it.
+  c.ddgan.pack = 1
   # G = c_skip x_t + c_out body (SkipGenerator), with the data's std from DatasetInfo.
   c.ddgan.skip_generator = False
 
@@ -205,6 +208,10 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
   # Through setting(): the config.json of a run saved before the key existed lacks it.
   validation.non_negative('config.ddgan.energy_weight',
                           config_lib.setting(config, 'ddgan.energy_weight'))
+  pack = validation.positive_int('config.ddgan.pack', config_lib.setting(config, 'ddgan.pack'))
+  if config.data.batch_size % pack:
+    raise ValueError(f'config.data.batch_size={config.data.batch_size} is not a multiple of '
+                     f'config.ddgan.pack={pack}; the discriminator scores whole packs.')
   if config.ddgan.beta_max < config.ddgan.beta_min:
     raise ValueError(f'config.ddgan.beta_max={config.ddgan.beta_max} is below '
                      f'config.ddgan.beta_min={config.ddgan.beta_min}.')

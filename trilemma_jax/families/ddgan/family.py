@@ -61,6 +61,7 @@ from trilemma_jax.families import adversarial
 from trilemma_jax.families.adversarial import GENERATOR, Draw
 from trilemma_jax.families.ddgan import ncsnpp
 from trilemma_jax.families.ddgan.nets import (ConvDiscriminator, MLPDiscriminator, MLPGenerator,
+                                              PackedDiscriminator,
                                               SkipGenerator, UNetGenerator)
 from trilemma_jax.train_state import Batch, Family, TrainState
 
@@ -109,7 +110,8 @@ def energy_score(x0_hat: jax.Array, x0_hat_2: jax.Array, x0: jax.Array) -> jax.A
 
 
 def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
-              data_scale: float = 1.0, energy_weight: float = 0.0) -> adversarial.DrawFn:
+              data_scale: float = 1.0, energy_weight: float = 0.0,
+              pack: int = 1) -> adversarial.DrawFn:
   """Real and fake pairs of one update, from fresh ``t``, chain noise, ``z`` and posterior noise.
 
   The update's key is split four ways, in this order: ``t``, the real pair,
@@ -125,13 +127,18 @@ def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
   ``energy_score``. The score asks the generator's step to be as wide as the
   true ``q(x0 | x_t)``; without it the generator learns to ignore ``z`` at the
   late steps (docs/ddgan_steps.md, section 4).
+
+  With ``pack > 1`` the ``pack`` consecutive examples of each discriminator
+  pack (:class:`~trilemma_jax.families.ddgan.nets.PackedDiscriminator`) share
+  one ``t``; ``pack = 1`` draws the same ``t`` as before packing existed.
   """
 
   def draw(g_params, batch: Batch, key: jax.Array) -> Draw:
     x0 = batch['x'] * data_scale
     t_key, pair_key, z_key, post_key = jax.random.split(key, 4)
     b = x0.shape[0]
-    t = sample_t(t_key, b, schedule.num_steps)
+    # One step per discriminator pack (PackedDiscriminator), shared by its members.
+    t = jnp.repeat(sample_t(t_key, b // pack, schedule.num_steps), pack)
     k1, k2 = jax.random.split(pair_key)
     x_prev, x_t = diffusion.q_sample_pair(schedule, x0, t,
                                           jax.random.normal(k1, x0.shape, x0.dtype),
@@ -180,7 +187,10 @@ def init_networks(generator: nn.Module, discriminator: nn.Module, rng: jax.Array
   t = jnp.ones((1,), jnp.int32)
   g_key, d_key = jax.random.split(rng)
   g_params = generator.init(g_key, x, jnp.zeros((1, latent_dim), x.dtype), t)['params']
-  return g_params, discriminator.init(d_key, x, x, t)
+  # A packing discriminator needs one whole pack.
+  m = getattr(discriminator, 'pack', 1)
+  x_d, t_d = jnp.repeat(x, m, axis=0), jnp.repeat(t, m)
+  return g_params, discriminator.init(d_key, x_d, x_d, t_d)
 
 
 def make_train_step(generator: nn.Module, discriminator: nn.Module,
@@ -188,7 +198,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     d_optimizer: optax.GradientTransformation, schedule: Schedule, *,
                     latent_dim: int, data_scale: float = 1.0, n_critic: int = 1,
                     r1_gamma: float = 0.02, r1_every: int = 1, ema_decay: float = 0.999,
-                    ema_warmup: bool = True, energy_weight: float = 0.0) -> Callable:
+                    ema_warmup: bool = True, energy_weight: float = 0.0,
+                    pack: int = 1) -> Callable:
   """The pure step ``(state, batch) -> (state, metrics)`` (see the module docstring).
 
   Args:
@@ -203,6 +214,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     ema_decay, ema_warmup: generator EMA (see ``ema_decay_with_warmup``).
     energy_weight: weight of the generator's energy-score penalty (see
       :func:`make_draw`); 0 is the original DDGAN.
+    pack: examples per discriminator logit; ``discriminator`` must be a
+      :class:`~trilemma_jax.families.ddgan.nets.PackedDiscriminator` of this pack.
 
   Returns:
     The step; its metrics are the adversarial core's plus ``x0_rmse`` (and
@@ -218,7 +231,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
 
   return adversarial.make_train_step(
       make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale,
-                energy_weight=energy_weight), d_apply,
+                energy_weight=energy_weight, pack=pack), d_apply,
       g_optimizer, d_optimizer, loss='non_saturating', n_critic=n_critic, r1_gamma=r1_gamma,
       r1_every=r1_every, r1_rescale=False, ema_decay=ema_decay, ema_warmup=ema_warmup)
 
@@ -385,6 +398,9 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
   if d.skip_generator:
     generator = SkipGenerator(generator, tuple(float(a) for a in schedule.alpha_bars),
                               info.data_std * float(d.data_scale))
+  pack = int(config_lib.setting(config, 'ddgan.pack'))
+  if pack > 1:
+    discriminator = PackedDiscriminator(discriminator, pack)
   return generator, discriminator
 
 
@@ -409,7 +425,8 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
       generator, discriminator, g_optimizer, d_optimizer, schedule, latent_dim=latent_dim,
       data_scale=parts.data_scale, n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
       r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup,
-      energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')))
+      energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
+      pack=int(config_lib.setting(config, 'ddgan.pack')))
 
   return adversarial.make_family(
       config.family,

@@ -382,6 +382,44 @@ class ConvDiscriminator(nn.Module):
     return nn.Dense(1, dtype=dtype, name='out')(h)[:, 0]
 
 
+# ------------------------------------------------------------------- packing
+
+
+class PackedDiscriminator(nn.Module):
+  """PacGAN packing (Lin et al. 2018): one logit for ``pack`` consecutive pairs.
+
+  ``[B, ...]`` inputs become ``[B / pack, ...]`` inputs ``pack`` times as wide
+  (features of flat data, channels of images, concatenated in order) and the
+  wrapped discriminator scores each pack. A discriminator that sees several
+  samples at once can tell a distribution that drops or under-weights modes
+  from the data (PacGAN's 25-Gaussian grid: 17.3 modes for the GAN, 24.8 with
+  packs of 4). The members of a pack share their step: ``t`` is taken from the
+  first member (the draw makes them equal). Packs do not interact, so R1 stays
+  per pack, and each example's gradient is its pack's.
+
+  Attributes:
+    inner: a discriminator module ``(x_prev, x_t, t) -> [B]``.
+    pack: pairs per logit (1: ``inner`` unchanged).
+  """
+
+  inner: nn.Module
+  pack: int = 1
+
+  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
+    m = self.pack
+    if m == 1:
+      return self.inner(x_prev, x_t, t)
+    b = x_prev.shape[0]
+    if b % m:
+      raise ValueError(f'PackedDiscriminator: a batch of {b} cannot be cut into packs of {m}.')
+
+    def packed(x):
+      x = x.reshape(b // m, m, *x.shape[1:])
+      return jnp.moveaxis(x, 1, -2).reshape(b // m, *x.shape[2:-1], m * x.shape[-1])
+
+    return self.inner(packed(x_prev), packed(x_t), t[::m])
+
+
 # ------------------------------------------------------------ parameterisation
 
 
