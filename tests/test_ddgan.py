@@ -47,6 +47,7 @@ def schedule_of(c):
 
 def small_config(dataset='grid25', **ddgan_overrides):
   c = get_config(dataset)
+  c.ddgan.pack = 1  # the tests of packing set it
   c.model.latent_dim, c.model.z_emb_dim, c.model.mapping_layers = 3, 8, 1
   c.model.time_dim, c.model.num_groups = 8, 2
   if 'points' in c.model:
@@ -262,13 +263,14 @@ def test_default_networks_have_the_data_shape(dataset, shape):
   info = Info(dataset, shape, kind, data_std=POINTS.data_std if kind == 'points' else None)
   c = get_config(dataset)
   g, d = ddgan.build_networks(c, info, schedule_of(c))
-  x = jnp.zeros((3, *shape))
-  z = jnp.zeros((3, c.model.latent_dim))
-  t = jnp.ones((3,), jnp.int32)
+  b = 4 * c.ddgan.pack
+  x = jnp.zeros((b, *shape))
+  z = jnp.zeros((b, c.model.latent_dim))
+  t = jnp.ones((b,), jnp.int32)
   g_vars = jax.eval_shape(g.init, jax.random.PRNGKey(0), x, z, t)
-  assert jax.eval_shape(g.apply, g_vars, x, z, t).shape == (3, *shape)
+  assert jax.eval_shape(g.apply, g_vars, x, z, t).shape == (b, *shape)
   d_vars = jax.eval_shape(d.init, jax.random.PRNGKey(0), x, x, t)
-  assert jax.eval_shape(d.apply, d_vars, x, x, t).shape == (3,)
+  assert jax.eval_shape(d.apply, d_vars, x, x, t).shape == (4,)  # one logit per pack
 
 
 # --------------------------------------------------------- the step, exactly

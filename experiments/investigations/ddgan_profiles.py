@@ -12,19 +12,39 @@ from trilemma_jax.profiles import PROFILES, Profile
 
 _SWEEP = PROFILES['ddgan_steps']
 
+# Sections 1-7 of docs/ddgan_steps.md were measured before ddgan.pack existed,
+# with one pair per discriminator logit; their profiles pin that, so their
+# commands still reproduce them now that the 2-D default is packs of 4.
+_PACK1 = {'ddgan.pack': 1}
+
+
+_SWEEP_PACK1 = {k: (f, {**_PACK1, **o}) for k, (f, o) in _SWEEP.variants.items()}
+
+# Section 1's T sweep as it was measured (the ddgan_steps profile with packs of 1).
+T_SWEEP_PACK1 = Profile(
+    datasets=_SWEEP.datasets,
+    families=_SWEEP.families,
+    seeds=_SWEEP.seeds,
+    overrides=_SWEEP.overrides,
+    variants=_SWEEP_PACK1,
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description=_SWEEP.description + ' (one pair per discriminator logit)',
+)
+
 GRID25_FIVE_SEEDS = Profile(
     datasets=('grid25',),
     families=('ddgan_T4', 'ddgan_T8', 'ddgan_T4_nc2'),
     seeds=(0, 1, 2, 3, 4),
     overrides=_SWEEP.overrides,
-    variants={**_SWEEP.variants,
-              'ddgan_T4_nc2': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.n_critic': 2})},
+    variants={**_SWEEP_PACK1,
+              'ddgan_T4_nc2': ('ddgan', {**_PACK1, 'ddgan.num_steps': 4, 'ddgan.n_critic': 2})},
     num_samples=_SWEEP.num_samples,
     speed_repeats=_SWEEP.speed_repeats,
     description='grid25 DDGAN on 5 seeds: T = 4, T = 8, and T = 4 with two D updates per G update',
 )
 
-_NC2 = {'ddgan.num_steps': 4, 'ddgan.n_critic': 2}
+_NC2 = {**_PACK1, 'ddgan.num_steps': 4, 'ddgan.n_critic': 2}
 
 # One change at a time on top of T = 4 with two D updates (section 3), 3 seeds
 # each; the baseline's seeds 0-2 are reused from GRID25_FIVE_SEEDS.
@@ -36,7 +56,7 @@ GRID25_SCREEN = Profile(
     overrides=_SWEEP.overrides,
     variants={
         'ddgan_T4_nc2': ('ddgan', _NC2),
-        'ddgan_T4_b1024': ('ddgan', {'ddgan.num_steps': 4, 'data.batch_size': 1024}),
+        'ddgan_T4_b1024': ('ddgan', {**_PACK1, 'ddgan.num_steps': 4, 'data.batch_size': 1024}),
         'ddgan_T4_nc2_cos': ('ddgan', {**_NC2, 'optim.cosine_decay': True}),
         'ddgan_T4_nc2_dwide': ('ddgan', {**_NC2, 'model.points.d_widths': (256, 256, 256)}),
         'ddgan_T4_nc2_r1low': ('ddgan', {**_NC2, 'ddgan.r1_gamma': 0.02}),
@@ -52,7 +72,8 @@ GRID25_SCREEN = Profile(
 COVERAGE_PROBE = Profile(
     datasets=('ring8', 'stacked_digits'),
     seeds=(0,),
-    overrides={**{(f, 'ring8'): dict(o) for (f, d), o in _SWEEP.overrides.items() if d == 'grid25'},
+    overrides={**{(f, 'ring8'): {**o, **(_PACK1 if f == 'ddgan' else {})}
+                  for (f, d), o in _SWEEP.overrides.items() if d == 'grid25'},
                **{(f, 'stacked_digits'): dict(o) for (f, d), o in _SWEEP.overrides.items()
                   if d == 'digits'}},
     num_samples=1000,
@@ -67,9 +88,9 @@ GRID25_ENERGY = Profile(
     seeds=(0, 1, 2),
     overrides=_SWEEP.overrides,
     variants={
-        'ddgan_T4': ('ddgan', {'ddgan.num_steps': 4}),
-        'ddgan_T4_es1': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.energy_weight': 1.0}),
-        'ddgan_T4_es3': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.energy_weight': 3.0}),
+        'ddgan_T4': ('ddgan', {**_PACK1, 'ddgan.num_steps': 4}),
+        'ddgan_T4_es1': ('ddgan', {**_PACK1, 'ddgan.num_steps': 4, 'ddgan.energy_weight': 1.0}),
+        'ddgan_T4_es3': ('ddgan', {**_PACK1, 'ddgan.num_steps': 4, 'ddgan.energy_weight': 3.0}),
     },
     num_samples=_SWEEP.num_samples,
     speed_repeats=_SWEEP.speed_repeats,
@@ -84,11 +105,56 @@ GRID25_PACK = Profile(
     seeds=(0, 1, 2),
     overrides=_SWEEP.overrides,
     variants={
-        'ddgan_T4': ('ddgan', {'ddgan.num_steps': 4}),
+        'ddgan_T4': ('ddgan', {**_PACK1, 'ddgan.num_steps': 4}),
         'ddgan_T4_pack2': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.pack': 2}),
         'ddgan_T4_pack4': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.pack': 4}),
     },
     num_samples=_SWEEP.num_samples,
     speed_repeats=_SWEEP.speed_repeats,
     description='grid25 DDGAN T = 4 with packs of 1, 2 and 4 pairs per discriminator logit',
+)
+
+# On top of packs of 4: packs of 8, two D updates per G update, and T = 8.
+GRID25_PACK_MORE = Profile(
+    datasets=('grid25',),
+    families=('ddgan_T4_pack8', 'ddgan_T4_pack4_nc2', 'ddgan_T8_pack4'),
+    seeds=(0, 1, 2),
+    overrides=_SWEEP.overrides,
+    variants={
+        'ddgan_T4_pack8': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.pack': 8}),
+        'ddgan_T4_pack4_nc2': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.pack': 4,
+                                         'ddgan.n_critic': 2}),
+        'ddgan_T8_pack4': ('ddgan', {'ddgan.num_steps': 8, 'ddgan.pack': 4}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN: packs of 8; packs of 4 with n_critic 2; packs of 4 at T = 8',
+)
+
+# Ring8 (std 0.01 on the unit circle): the grid25 recipe, with packs of 4, and
+# with packs of 4 and data_scale 4 (ring8 then has about grid25's geometry).
+RING8_PACK = Profile(
+    datasets=('ring8',),
+    families=('ddgan', 'ddgan_pack4', 'ddgan_pack4_ds4'),
+    seeds=(0, 1, 2),
+    overrides={('ddgan', 'ring8'): dict(_PACK1)},
+    variants={
+        'ddgan_pack4': ('ddgan', {'ddgan.pack': 4}),
+        'ddgan_pack4_ds4': ('ddgan', {'ddgan.pack': 4, 'ddgan.data_scale': 4.0}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 4: the grid25 recipe, packs of 4, packs of 4 with data_scale 4',
+)
+
+# Packs of 4 at T = 4 on five seeds (seeds 0-2 reused from GRID25_PACK).
+GRID25_PACK4_FIVE_SEEDS = Profile(
+    datasets=('grid25',),
+    families=('ddgan_T4_pack4',),
+    seeds=(0, 1, 2, 3, 4),
+    overrides=_SWEEP.overrides,
+    variants={'ddgan_T4_pack4': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.pack': 4})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4 with packs of 4, five seeds',
 )
