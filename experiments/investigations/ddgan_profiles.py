@@ -158,3 +158,19 @@ GRID25_PACK4_FIVE_SEEDS = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='grid25 DDGAN T = 4 with packs of 4, five seeds',
 )
+
+# Ring8 with packs of 4: finer Fourier features (6 octaves in G and D), and twice the steps.
+RING8_PACK_MORE = Profile(
+    datasets=('ring8',),
+    families=('ddgan_pack4_oct6', 'ddgan_pack4_6k'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={
+        'ddgan_pack4_oct6': ('ddgan', {'ddgan.pack': 4, 'model.points.g_fourier_octaves': 6,
+                                       'model.points.d_fourier_octaves': 6}),
+        'ddgan_pack4_6k': ('ddgan', {'ddgan.pack': 4, 'train.steps': 6000}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 4, packs of 4: 6 Fourier octaves; 6,000 steps',
+)
