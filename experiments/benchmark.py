@@ -76,12 +76,15 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
   if _PAPER.value:
-    try:
-      result = benchmark.run_paper(_PAPER_FAMILIES.value, batch_size=_PAPER_BATCH.value,
-                                   sample_batch=_PAPER_SAMPLE_BATCH.value,
-                                   max_nfe=_PAPER_MAX_NFE.value, windows=_WINDOWS.value)
-    except ValueError as e:
-      raise app.UsageError(str(e)) from None
+    unknown = sorted(set(_PAPER_FAMILIES.value) - set(benchmark.PAPER_FAMILIES))
+    if unknown:
+      raise app.UsageError(f'--paper_families: no paper-scale config for {unknown}; '
+                           f'expected some of {benchmark.PAPER_FAMILIES}.')
+    if _PRECISION.value:
+      raise app.UsageError('--paper times the paper-scale configs only; run --precision apart.')
+    result = benchmark.run_paper(_PAPER_FAMILIES.value, batch_size=_PAPER_BATCH.value,
+                                 sample_batch=_PAPER_SAMPLE_BATCH.value,
+                                 max_nfe=_PAPER_MAX_NFE.value, windows=_WINDOWS.value)
     _write(result)
     return
   try:

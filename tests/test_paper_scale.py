@@ -6,10 +6,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from trilemma_jax import benchmark, checkpoints, families, parallel, perf, train
+from trilemma_jax import config as config_lib
 from trilemma_jax.data.info import DatasetInfo
 from trilemma_jax.families.ddgan import family as ddgan
 from trilemma_jax.families.ddgan import ncsnpp
@@ -89,17 +91,32 @@ def upfirdn_reference(x, taps, up, down, pad0, pad1):
   return out[::down, ::down]
 
 
-def test_fir_resampling_matches_upfirdn():
+@pytest.mark.parametrize('taps', [(1, 3, 3, 1), (1, 2, 3, 4)], ids=['binomial', 'asymmetric'])
+def test_fir_resampling_matches_upfirdn(taps):
   x = np.random.default_rng(0).normal(size=(1, 8, 8, 2)).astype(np.float32)
-  taps = np.array([1, 3, 3, 1], np.float64)
-  k = taps / taps.sum()
+  k = np.asarray(taps, np.float64) / np.sum(taps)
   for c in range(2):
     # The padding StyleGAN2 uses for a 4-tap kernel and factor 2.
     down = upfirdn_reference(x[0, :, :, c], k, 1, 2, 1, 1)
-    np.testing.assert_allclose(resample.downsample_2d(jnp.asarray(x))[0, :, :, c], down,
+    np.testing.assert_allclose(resample.downsample_2d(jnp.asarray(x), taps)[0, :, :, c], down,
                                atol=1e-5)
     up = upfirdn_reference(x[0, :, :, c], k * 2, 2, 1, 2, 1)
-    np.testing.assert_allclose(resample.upsample_2d(jnp.asarray(x))[0, :, :, c], up, atol=1e-5)
+    np.testing.assert_allclose(resample.upsample_2d(jnp.asarray(x), taps)[0, :, :, c], up,
+                               atol=1e-5)
+
+
+def test_resample_conv_down_is_the_filter_then_a_strided_conv():
+  x = np.random.default_rng(1).normal(size=(1, 8, 8, 2)).astype(np.float32)
+  conv = resample.ResampleConv(3)
+  variables = conv.init(jax.random.PRNGKey(0), jnp.asarray(x))
+  w = np.asarray(variables['params']['conv']['kernel'])  # [3, 3, in, out]
+  bias = np.asarray(variables['params']['conv']['bias']) + 0.5
+  variables = {'params': {'conv': {'kernel': w, 'bias': bias}}}
+  k = np.array([1, 3, 3, 1]) / 8
+  blurred = np.stack([upfirdn_reference(x[0, :, :, c], k, 1, 1, 2, 2) for c in range(2)], -1)
+  expected = np.array([[np.einsum('abc,abco->o', blurred[2 * i:2 * i + 3, 2 * j:2 * j + 3], w)
+                        for j in range(4)] for i in range(4)]) + bias
+  np.testing.assert_allclose(conv.apply(variables, jnp.asarray(x))[0], expected, atol=1e-5)
 
 
 def test_resample_conv_shapes_parameters_and_errors():
@@ -108,8 +125,14 @@ def test_resample_conv_shapes_parameters_and_errors():
     conv = resample.ResampleConv(5, up=up)
     variables = conv.init(jax.random.PRNGKey(0), x)
     assert conv.apply(variables, x).shape == (2, side, side, 5)
-    shapes = jax.tree.map(jnp.shape, variables['params']['conv'])
-    assert shapes['bias'] == (5,) and shapes['kernel'][:2] == (3, 3)
+    counts = sum(v.size for v in jax.tree.leaves(variables))
+    assert counts == 3 * 3 * 3 * 5 + 5  # a 3x3 conv's kernel and bias
+  # Up: the bias is added after the filter, so it is the same at every pixel.
+  up = resample.ResampleConv(5, up=True)
+  variables = jax.tree.map(jnp.zeros_like, up.init(jax.random.PRNGKey(0), x))
+  variables['params']['bias'] = jnp.arange(5.0)
+  np.testing.assert_array_equal(up.apply(variables, x), jnp.broadcast_to(jnp.arange(5.0),
+                                                                         (2, 16, 16, 5)))
   with pytest.raises(ValueError, match='even height and width'):
     resample.downsample_2d(jnp.ones((1, 7, 8, 1)))
   with pytest.raises(ValueError, match=r'\[B, H, W, C\]'):
@@ -143,8 +166,7 @@ def test_ncsnpp_generator_uses_z_and_t_and_keeps_examples_apart():
   np.testing.assert_array_equal(apply(variables, x, z, t), 0.0)
   variables = perturbed(variables, 3)
   out = apply(variables, x, z, t)
-  assert out.shape == x.shape and float(jnp.max(jnp.abs(out))) < 1.0
-  assert float(jnp.max(jnp.abs(out))) > 1e-3
+  assert out.shape == x.shape and float(jnp.max(jnp.abs(out))) > 1e-3
   other_z = apply(variables, x, z[::-1], t)
   assert float(jnp.max(jnp.abs(other_z[0] - out[0]))) > 1e-4
   other_t = apply(variables, x, z, jnp.array([3, 2, 1]))
@@ -202,11 +224,21 @@ def test_small_ncsnpp_ddgan_trains_a_step():
   assert samples.shape == (3, 8, 8, 1)
 
 
-def test_unet_only_keys_are_checked():
+def test_an_unknown_image_arch_is_rejected_and_old_runs_read_as_unet():
   c = families.get_config('ddgan', 'digits')
   c.model.image.arch = 'resnet'
   with pytest.raises(ValueError, match='model.image.arch'):
     families.build(c)
+  # The config.json of a run saved before the two keys existed.
+  saved = json.loads(families.get_config('ddgan', 'digits').to_json_best_effort())
+  del saved['model']['image']['arch'], saved['model']['image']['attn_resolutions']
+  old = ml_collections.ConfigDict(saved)
+  assert config_lib.changed_keys(saved, families.get_config('ddgan', 'digits')) == []
+  info = DatasetInfo(name='digits', shape=(8, 8, 1), kind='image', num_classes=10,
+                     num_train=100, num_test=100, levels=17)
+  families.build(old, info)  # validates, as evaluating a saved run does
+  g, _ = ddgan.build_networks(old, info, ddgan.build_parts(old, info).schedule)
+  assert type(g).__name__ == 'UNetGenerator'
 
 
 # ------------------------------------------------------ at start, benchmark

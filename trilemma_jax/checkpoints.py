@@ -44,7 +44,7 @@ def parameter_counts(family: Family, info: DatasetInfo) -> dict[str, int]:
 
 
 def format_counts(counts: dict[str, int]) -> str:
-  """``'generator 48.43M + discriminator 12.46M = 60.89M'`` (or one network's count)."""
+  """``'generator 48.43M + discriminator 12.74M = 61.17M'`` (or one network's count)."""
   fmt = lambda n: f'{n / 1e6:.2f}M' if n >= 1e5 else f'{n:,}'
   parts = ' + '.join(f'{name} {fmt(n)}' for name, n in counts.items())
   return parts if len(counts) == 1 else f'{parts} = {fmt(sum(counts.values()))}'

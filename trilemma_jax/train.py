@@ -171,8 +171,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     log.info(message)
     if config.train.progress:
       print(message, flush=True)
-    with open(os.path.join(workdir, 'parameters.json'), 'w') as f:
-      json.dump(counts, f)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.data.batch_size, mesh)
   if config.train.steps_per_dispatch > 1 and not perf.scanned_steps_are_fast(
@@ -202,9 +200,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                              grain.checkpoint.CheckpointRestore(iterator))
     log.info('Resumed %s from step %d.', workdir, start)
 
-  if jax.process_index() == 0:
+  if jax.process_index() == 0:  # after the resume check: a refused run changes nothing
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
+    with open(os.path.join(workdir, 'parameters.json'), 'w') as f:
+      json.dump(counts, f)
 
   def save(step: int) -> None:
     mngr.save(step, args=ocp.args.Composite(

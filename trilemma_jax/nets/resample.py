@@ -98,8 +98,8 @@ class ResampleConv(nn.Module):
   """A 3x3 conv that halves (``down``) or doubles (``up``) the resolution with FIR filtering.
 
   Down: filter (with 2 extra pixels each side), then a stride-2 'VALID' conv.
-  Up: a stride-2 'VALID' transposed conv (``2H + 1`` pixels), then filter back
-  to ``2H``. Parameters: a ``[3, 3, C_in, features]`` kernel and a bias.
+  Up: a stride-2 'VALID' transposed conv (``2H + 1`` pixels), filtered back to
+  ``2H``, plus a bias. Parameters: a ``[3, 3, C_in, features]`` kernel and a bias.
 
   Attributes:
     features: output channels.
@@ -121,9 +121,13 @@ class ResampleConv(nn.Module):
     p = len(self.kernel) - 2
     if self.up:
       h = nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), padding='VALID',
-                           kernel_init=self.kernel_init, dtype=self.dtype, name='conv')(x)
-      # 2H + 1 pixels + p - (taps - 1) = 2H
-      return _filter_2d(h, self.kernel, ((p + 1) // 2, p // 2), gain=4.0)
+                           use_bias=False, kernel_init=self.kernel_init, dtype=self.dtype,
+                           name='conv')(x)
+      # 2H + 1 pixels + p - (taps - 1) = 2H. The bias is added after the filter,
+      # which would otherwise scale it by the gain (and less at the borders).
+      h = _filter_2d(h, self.kernel, ((p + 1) // 2, p // 2), gain=4.0)
+      bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+      return h + bias.astype(h.dtype)
     if x.shape[1] % 2 or x.shape[2] % 2:
       raise ValueError(f'ResampleConv(up=False) needs an even height and width, got '
                        f'{x.shape[1:3]}.')

@@ -184,10 +184,7 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
                'model.points.d_fourier_octaves': validation.non_negative_int,
                'model.points.d_widths': positive_ints}
   else:
-    section = {'model.image.arch': validation.one_of(IMAGE_ARCHS),
-               'model.image.attn_resolutions': validation.tuple_of(validation.positive_int,
-                                                                   min_length=0),
-               'model.image.ch': validation.positive_int,
+    section = {'model.image.ch': validation.positive_int,
                'model.image.ch_mult': positive_ints,
                'model.image.num_res_blocks': validation.positive_int,
                'model.image.d_channels': positive_ints}
@@ -210,6 +207,12 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
       'ddgan.skip_generator': validation.boolean,
   })
   # Through setting(): the config.json of a run saved before the key existed lacks it.
+  if info.kind == 'image':
+    validation.one_of(IMAGE_ARCHS)('config.model.image.arch',
+                                   config_lib.setting(config, 'model.image.arch'))
+    validation.tuple_of(validation.positive_int, min_length=0)(
+        'config.model.image.attn_resolutions',
+        config_lib.setting(config, 'model.image.attn_resolutions'))
   validation.non_negative('config.ddgan.energy_weight',
                           config_lib.setting(config, 'ddgan.energy_weight'))
   pack = validation.positive_int('config.ddgan.pack', config_lib.setting(config, 'ddgan.pack'))

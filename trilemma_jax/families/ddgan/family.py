@@ -137,6 +137,9 @@ def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
     x0 = batch['x'] * data_scale
     t_key, pair_key, z_key, post_key = jax.random.split(key, 4)
     b = x0.shape[0]
+    if b % pack:
+      raise ValueError(f'A batch of {b} cannot be cut into discriminator packs of {pack} '
+                       '(ddgan.pack); use a multiple of it.')
     # One step per discriminator pack (PackedDiscriminator), shared by its members.
     t = jnp.repeat(sample_t(t_key, b // pack, schedule.num_steps), pack)
     k1, k2 = jax.random.split(pair_key)
@@ -312,6 +315,8 @@ class Parts(NamedTuple):
     shape: one example's shape.
     latent_dim: dimension of ``z``.
     data_scale: the networks see ``data_scale * x``.
+    energy_weight: weight of the energy-score penalty (``ddgan.energy_weight``).
+    pack: pairs per discriminator logit (``ddgan.pack``).
   """
 
   schedule: Schedule
@@ -320,12 +325,19 @@ class Parts(NamedTuple):
   shape: tuple[int, ...]
   latent_dim: int
   data_scale: float
+  energy_weight: float = 0.0
+  pack: int = 1
 
   def draw(self, g_params: Any, x0: jax.Array, key: jax.Array) -> Draw:
-    """The real and fake pairs a train step shows D for data ``x0`` (network scale)."""
+    """The real and fake pairs a train step shows D for data ``x0`` (network scale).
+
+    With packs (``pack > 1``) the batch must be a multiple of ``pack``; the
+    members of each pack share their ``t``, as in training.
+    """
     g_apply = lambda p, x_t, z, t: apply_generator(self.generator, p, x_t, z, t)
     return make_draw(self.schedule, g_apply, latent_dim=self.latent_dim,
-                     data_scale=self.data_scale)(g_params, {'x': jnp.asarray(x0)}, key)
+                     data_scale=self.data_scale, energy_weight=self.energy_weight,
+                     pack=self.pack)(g_params, {'x': jnp.asarray(x0)}, key)
 
   def trajectory(self, g_params: Any, rng: jax.Array, n: int) -> jax.Array:
     """``[T + 1, n, *shape]``: ``x_T, ..., x_0`` of the sampler in data coordinates.
@@ -352,7 +364,9 @@ def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
   generator, discriminator = build_networks(config, info, schedule)
   return Parts(schedule=schedule, generator=generator, discriminator=discriminator,
                shape=tuple(info.shape), latent_dim=config.model.latent_dim,
-               data_scale=float(d.data_scale))
+               data_scale=float(d.data_scale),
+               energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
+               pack=int(config_lib.setting(config, 'ddgan.pack')))
 
 
 # --------------------------------------------------------------------- config

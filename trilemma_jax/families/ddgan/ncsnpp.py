@@ -12,8 +12,9 @@ Flax module, in the configuration of the official CIFAR-10 run:
   3x3 conv; a 1x1 skip projection where the width or resolution changes;
   ``(x + h) / sqrt(2)``); the blocks between levels resample themselves with
   FIR filters (:mod:`trilemma_jax.nets.resample`) on both paths;
-* self-attention after every block at the resolutions ``attn_resolutions``,
-  and in the middle (block, attention, block);
+* self-attention at the resolutions ``attn_resolutions``: after every block
+  on the way down, after the last block of the level on the way up, and in
+  the middle (block, attention, block);
 * an input pyramid ("progressive input, residual"): the image, resampled by an
   FIR conv at each level, is added to the features, ``(pyramid + h) / sqrt(2)``;
 * the skip connections of the down path concatenated on the way up, then an
@@ -112,7 +113,8 @@ class NCSNppGenerator(nn.Module):
     ch: base channels (official CIFAR-10: 128).
     ch_mult: channel multiplier per resolution level (``len - 1`` halvings).
     num_res_blocks: residual blocks per level on the way down (one more up).
-    attn_resolutions: feature-map sides with self-attention after each block.
+    attn_resolutions: feature-map sides with self-attention (after each block
+      on the way down, once per level on the way up).
     z_emb_dim: width of the style vector ``w``.
     mapping_layers: layers of the mapping network after its first.
     activation: activation of the body and the mapping network (official: SiLU).
@@ -154,7 +156,7 @@ class NCSNppGenerator(nn.Module):
       return AdaResBlock(activation=self.activation, dtype=dtype, name=name, **kw)(h, temb, w)
 
     def attend(h, name):
-      return AttnBlock(32, rescale=True, dtype=dtype, name=name)(h)
+      return AttnBlock(_groups(h.shape[-1]), rescale=True, dtype=dtype, name=name)(h)
 
     pyramid = x_t
     hs = [_conv(self.ch, dtype=dtype, name='conv_in')(x_t)]
@@ -223,7 +225,7 @@ class DownConvDiscriminator(nn.Module):
 
   Attributes:
     channels: output channels of the residual blocks.
-    t_emb_dim: width of the time embedding (official: 128).
+    t_emb_dim: width of the time embedding (official CIFAR-10 run: 256).
     activation: activation name (official: leaky ReLU 0.2).
     time_scale: the time embedding sees ``time_scale * t``.
     dtype: computation dtype (parameters stay float32).

@@ -394,8 +394,10 @@ class PackedDiscriminator(nn.Module):
   samples at once can tell a distribution that drops or under-weights modes
   from the data (PacGAN's 25-Gaussian grid: 17.3 modes for the GAN, 24.8 with
   packs of 4). The members of a pack share their step: ``t`` is taken from the
-  first member (the draw makes them equal). Packs do not interact, so R1 stays
-  per pack, and each example's gradient is its pack's.
+  first member (the draw makes them equal). Packs do not interact, so each
+  example's R1 gradient is its pack's; R1 is averaged over examples, so per
+  logit the penalty is ``gamma / (2 pack)`` times the pack's squared gradient
+  norm (``ddgan.r1_gamma`` keeps its single-pair meaning per example).
 
   Attributes:
     inner: a discriminator module ``(x_prev, x_t, t) -> [B]``.
