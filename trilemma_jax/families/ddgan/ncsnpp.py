@@ -46,7 +46,8 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from trilemma_jax.families.ddgan.nets import AdaptiveGroupNorm, MappingNetwork
+from trilemma_jax.families.ddgan.nets import (AdaptiveGroupNorm, MappingNetwork,
+                                              check_image_input)
 from trilemma_jax.nets import layers, resample
 from trilemma_jax.nets.attention import AttnBlock
 from trilemma_jax.nets.embeddings import TimeEmbedding
@@ -137,14 +138,8 @@ class NCSNppGenerator(nn.Module):
   @nn.compact
   def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
     """``x_t`` ``[B, H, W, C]``, ``z`` ``[B, nz]``, ``t`` ``[B]`` -> ``x0_hat`` like ``x_t``."""
-    if x_t.ndim != 4:
-      raise ValueError(f'NCSNppGenerator expects images [B, H, W, C], got shape {x_t.shape}.')
+    check_image_input('NCSNppGenerator', x_t, self.ch_mult)
     levels = len(self.ch_mult)
-    factor = 2 ** (levels - 1)
-    if x_t.shape[1] % factor or x_t.shape[2] % factor:
-      raise ValueError(
-          f'An image of {x_t.shape[1]}x{x_t.shape[2]} cannot be halved {levels - 1} times '
-          f'(model.image.ch_mult={tuple(self.ch_mult)}); use fewer levels.')
     dtype = self.dtype
     act = layers.activation(self.activation)
     w = MappingNetwork(self.z_emb_dim, self.mapping_layers, self.activation, dtype=dtype,

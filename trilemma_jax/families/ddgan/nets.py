@@ -242,6 +242,18 @@ def _conv(features: int, *, dtype: Dtype, kernel: int = 3, strides: int = 1,
                  dtype=dtype, name=name)
 
 
+def check_image_input(name: str, x_t: jax.Array, ch_mult: Sequence[int]) -> None:
+  """Raises unless ``x_t`` is ``[B, H, W, C]`` with sides that ``len(ch_mult) - 1`` halvings divide."""
+  if x_t.ndim != 4:
+    raise ValueError(f'{name} expects images [B, H, W, C], got shape {x_t.shape}.')
+  levels = len(ch_mult)
+  factor = 2 ** (levels - 1)
+  if x_t.shape[1] % factor or x_t.shape[2] % factor:
+    raise ValueError(
+        f'An image of {x_t.shape[1]}x{x_t.shape[2]} cannot be halved {levels - 1} times '
+        f'(model.image.ch_mult={tuple(ch_mult)}); use fewer levels.')
+
+
 class _AdaResBlock(nn.Module):
   """NCSN++-style residual block with AdaGN on ``w`` and an added time projection."""
 
@@ -293,14 +305,8 @@ class UNetGenerator(nn.Module):
   @nn.compact
   def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
     """``x_t`` ``[B, H, W, C]``, ``z`` ``[B, nz]``, ``t`` ``[B]`` -> ``x0_hat`` like ``x_t``."""
-    if x_t.ndim != 4:
-      raise ValueError(f'UNetGenerator expects images [B, H, W, C], got shape {x_t.shape}.')
+    check_image_input('UNetGenerator', x_t, self.ch_mult)
     levels = len(self.ch_mult)
-    factor = 2 ** (levels - 1)
-    if x_t.shape[1] % factor or x_t.shape[2] % factor:
-      raise ValueError(
-          f'An image of {x_t.shape[1]}x{x_t.shape[2]} cannot be halved {levels - 1} times '
-          f'(model.ch_mult={tuple(self.ch_mult)}); use fewer levels.')
     dtype = self.dtype
     act = layers.activation(self.activation)
     w = MappingNetwork(self.z_emb_dim, self.mapping_layers, 'leaky_relu', dtype=dtype,
