@@ -76,10 +76,10 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
   if _PAPER.value:
-    unknown = sorted(set(_PAPER_FAMILIES.value) - set(benchmark.PAPER_FAMILIES))
-    if unknown:
-      raise app.UsageError(f'--paper_families: no paper-scale config for {unknown}; '
-                           f'expected some of {benchmark.PAPER_FAMILIES}.')
+    try:
+      benchmark.check_paper_families(_PAPER_FAMILIES.value)
+    except ValueError as e:
+      raise app.UsageError(f'--paper_families: {e}') from None
     if _PRECISION.value:
       raise app.UsageError('--paper times the paper-scale configs only; run --precision apart.')
     result = benchmark.run_paper(_PAPER_FAMILIES.value, batch_size=_PAPER_BATCH.value,

@@ -386,13 +386,18 @@ def run(*, profile_name: str = 'default', family_names: Sequence[str] | None = N
   return result
 
 
+def check_paper_families(family_names: Sequence[str]) -> None:
+  """Raises ``ValueError`` naming any of ``family_names`` without a paper-scale config."""
+  unknown = sorted(set(family_names) - set(PAPER_FAMILIES))
+  if unknown:
+    raise ValueError(f'No paper-scale config for {unknown}; expected some of {PAPER_FAMILIES}.')
+
+
 def run_paper(family_names: Sequence[str] = PAPER_FAMILIES, *, batch_size: int | None = None,
               sample_batch: int | None = None, max_nfe: int | None = None, windows: int = 3,
               log: Callable[[str], None] = print) -> dict[str, Any]:
   """:func:`bench_paper` for each of ``family_names``; returns the JSON-ready result."""
-  unknown = sorted(set(family_names) - set(PAPER_FAMILIES))
-  if unknown:
-    raise ValueError(f'No paper-scale config for {unknown}; expected some of {PAPER_FAMILIES}.')
+  check_paper_families(family_names)
   for name, value in (('batch_size', batch_size), ('sample_batch', sample_batch),
                       ('max_nfe', max_nfe)):
     if value is not None:
