@@ -37,6 +37,9 @@ def main(argv):
   parallel.enable_compilation_cache()
   result = harness.run_profile(profile, _WORKDIR.value, name=_PROFILE.value)
   print(report.markdown_table(result['rows']))
+  published = report.published_table(profile.datasets)
+  if published:
+    print(f'Published figures on these benchmarks:\n{published}')
   print(f'wrote {_WORKDIR.value}/report.json, report.md, trilemma.png')
 
 

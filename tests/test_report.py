@@ -184,7 +184,37 @@ def test_variants_of_a_family_train_apart_and_report_as_their_own_rows(tmp_path)
   assert set(rows) == {('vae', None), ('vae', 'vae_z1')}  # same sampler, two rows
   saved = json.load(open(tmp_path / 'runs' / 'grid25' / 'vae_z1' / 'seed_0' / 'config.json'))
   assert saved['model']['latent_dim'] == 1 and saved['family'] == 'vae'
-  assert '| grid25 | vae_z1 | prior |' in (tmp_path / 'report.md').read_text()
+  report_md = (tmp_path / 'report.md').read_text()
+  assert '| grid25 | vae_z1 | prior |' in report_md
+  # The published grid figures follow the project's own rows, in the JSON too.
+  assert report_md.index('| grid25 | vae_z1 |') < report_md.index(
+      '| grid25 | PacGAN4 | 24.8 / 25 | 93.6 | 0.04 | Lin et al. 2018 (PacGAN) |')
+  assert {r['method'] for r in result['published']} == {'GAN', 'PacGAN4', 'VEEGAN'}
+
+
+def test_the_coverage_profile_gives_ring8_and_stacked_digits_the_default_budgets():
+  default, coverage = profiles.get_profile('default'), profiles.get_profile('coverage')
+  assert coverage.datasets == ('ring8', 'stacked_digits') and coverage.seeds == (0, 1, 2)
+  assert set(coverage.families) == {'vae', 'gan', 'ddpm', 'ddgan'}
+  for family in coverage.families:
+    assert coverage.overrides_for(family, 'ring8') == default.overrides_for(family, 'grid25')
+    assert coverage.overrides_for(family, 'stacked_digits') == default.overrides_for(
+        family, 'digits')
+  assert coverage.overrides_for('ddpm', 'stacked_digits')['ddpm.timesteps'] == 100
+
+
+def test_published_figures_are_shown_for_the_benchmarks_that_have_them():
+  table = report.published_table(['digits', 'stacked_digits', 'ring8'])
+  lines = table.strip().splitlines()
+  assert lines[0].startswith('| dataset | method | modes | %HQ | rev. KL')
+  assert [line.split(' | ')[:2] for line in lines[2:]] == [
+      ['| stacked_digits', 'DDGAN (StackedMNIST, 28x28)'], ['| ring8', 'GAN'],
+      ['| ring8', 'PacGAN2']]
+  assert '| stacked_digits | DDGAN (StackedMNIST, 28x28) | 1000 / 1000 | – | 0.071 |' in table
+  assert report.published_table(['digits', 'fashion_mnist']) == ''
+  assert report.published_rows(['ring8'])[1] == {
+      'dataset': 'ring8', 'method': 'PacGAN2', 'modes': 7.9, 'max_modes': 8,
+      'hq_fraction': 0.956, 'reverse_kl': 0.07, 'source': 'Lin et al. 2018 (PacGAN)'}
 
 
 def _tiny_vae_run(tmp_path, dataset):

@@ -143,12 +143,16 @@ def run_profile(profile: Profile, out: str, *, name: str = '',
   rows = [report.aggregate(v) for v in per_setting.values()]
 
   result = {'profile': name, 'description': profile.description, 'rows': rows,
+            'published': report.published_rows(profile.datasets),
             'wall_seconds': time.perf_counter() - start, 'runs': runs}
   with open(os.path.join(out, 'report.json'), 'w') as f:
     json.dump(result, f, indent=2)
   with open(os.path.join(out, 'report.md'), 'w') as f:
     f.write(f'# Trilemma report: profile `{name}`\n\n{profile.description}\n\n')
     f.write(report.markdown_table(rows))
+    published = report.published_table(profile.datasets)
+    if published:
+      f.write(f'\n## Published figures on these benchmarks\n\n{published}')
   report.trilemma_figure(rows, os.path.join(out, 'trilemma.png'))
   return result
 

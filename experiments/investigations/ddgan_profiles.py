@@ -174,3 +174,39 @@ RING8_PACK_MORE = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='ring8 DDGAN T = 4, packs of 4: 6 Fourier octaves; 6,000 steps',
 )
+
+# Stacked digits (1,000 modes): the digits recipe with packs of 1, 2 and 4
+# pairs per discriminator logit (the image discriminator stacks a pack's pairs
+# as channels).
+STACKED_PACK = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_pack2', 'ddgan_pack4'),
+    seeds=(0, 1),
+    overrides={},
+    variants={
+        'ddgan_pack2': ('ddgan', {'ddgan.pack': 2}),
+        'ddgan_pack4': ('ddgan', {'ddgan.pack': 4}),
+    },
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4 with packs of 1, 2 and 4',
+)
+
+# Ring8 sharpness: R1 is a penalty on the discriminator's slope at the data, and
+# ring8's modes are 5x tighter than grid25's, so the grid25 gamma of 0.1 may
+# forbid the slope that tells a mode from its surroundings. Gamma 0.01 and
+# 0.001, and a cosine decay of the learning rates to 1e-5.
+RING8_SHARP = Profile(
+    datasets=('ring8',),
+    families=('ddgan_r1e-2', 'ddgan_r1e-3', 'ddgan_cos'),
+    seeds=(0, 1),
+    overrides={},
+    variants={
+        'ddgan_r1e-2': ('ddgan', {'ddgan.r1_gamma': 0.01}),
+        'ddgan_r1e-3': ('ddgan', {'ddgan.r1_gamma': 0.001}),
+        'ddgan_cos': ('ddgan', {'optim.cosine_decay': True}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 4, packs of 4: R1 gamma 0.01 and 0.001; cosine lr decay',
+)
