@@ -210,3 +210,17 @@ RING8_SHARP = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='ring8 DDGAN T = 4, packs of 4: R1 gamma 0.01 and 0.001; cosine lr decay',
 )
+
+# Stacked digits with twice the digits nets' widths (G ch 32, D 64/128): three
+# digits per image may need more capacity than one.
+STACKED_WIDE = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan_wide',),
+    seeds=(0,),
+    overrides={},
+    variants={'ddgan_wide': ('ddgan', {'model.image.ch': 32,
+                                       'model.image.d_channels': (64, 128)})},
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4 with G ch 32 and D channels (64, 128)',
+)
