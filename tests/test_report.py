@@ -213,6 +213,8 @@ def test_published_figures_are_shown_for_the_benchmarks_that_have_them():
       ['| ring8', 'PacGAN2']]
   assert '| stacked_digits | DDGAN (StackedMNIST, 28x28) | 1000 / 1000 | – | 0.071 |' in table
   assert report.published_table(['digits', 'fashion_mnist']) == ''
+  # A figure the source does not give is a dash, not a zero.
+  assert '| grid25 | VEEGAN | 24.6 / 25 | 40 | – |' in report.published_table(['grid25'])
   assert report.published_rows(['ring8'])[1] == {
       'dataset': 'ring8', 'method': 'PacGAN2', 'modes': 7.9, 'max_modes': 8,
       'hq_fraction': 0.956, 'reverse_kl': 0.07, 'source': 'Lin et al. 2018 (PacGAN)'}

@@ -4,11 +4,12 @@
 and seed under ``workdir/runs/<dataset>/<family>/seed_<s>``, evaluates it
 (``eval.json`` beside it) and writes
 
-* ``workdir/report.json``: ``{'profile', 'description', 'rows', 'wall_seconds',
-  'runs'}``, one row per (family, sampler, dataset) with the mean and
-  ``<name>_std`` over the seeds, and per run the wall seconds of its training
-  and its evaluation;
-* ``workdir/report.md``: the same as a table;
+* ``workdir/report.json``: ``{'profile', 'description', 'rows', 'published',
+  'wall_seconds', 'runs'}``, one row per (family, sampler, dataset) with the
+  mean and ``<name>_std`` over the seeds, the published figures on the
+  profile's datasets (:data:`trilemma_jax.report.PUBLISHED`), and per run the
+  wall seconds of its training and its evaluation;
+* ``workdir/report.md``: the rows as a table, then the published figures;
 * ``workdir/trilemma.png``: quality against samples/s, coverage as colour;
 * ``workdir/samples/<dataset>_<family>.png``: the first seed's sample picture.
 

@@ -94,8 +94,9 @@ _COVERAGE = {
     **{(f, 'stacked_digits'): o for (f, d), o in _DEFAULT.items() if d == 'digits'},
 }
 # Each sampler's modes are counted on 26,000 samples. The DDPM's ancestral
-# sampler (100 steps) alone takes about 7.5 minutes per seed for them on 2
-# cores, DDIM-50 another 4: the profile keeps ancestral and DDIM-4, the two ends.
+# sampler (100 steps) alone takes 8-10 minutes per seed for them on 2 cores,
+# DDIM-50 another 4: the profile keeps ancestral and DDIM-4, the two ends
+# (docs/coverage.md).
 _COVERAGE['ddpm', 'stacked_digits'] = {**_COVERAGE['ddpm', 'stacked_digits'],
                                        'ddpm.ddim_steps': (4,)}
 

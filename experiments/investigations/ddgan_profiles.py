@@ -193,7 +193,7 @@ STACKED_PACK = Profile(
 )
 
 # Ring8 sharpness: R1 is a penalty on the discriminator's slope at the data, and
-# ring8's modes are 5x tighter than grid25's, so the grid25 gamma of 0.1 may
+# ring8's modes have a fifth of grid25's std, so the grid25 gamma of 0.1 may
 # forbid the slope that tells a mode from its surroundings. Gamma 0.01 and
 # 0.001, and a cosine decay of the learning rates to 1e-5.
 RING8_SHARP = Profile(
