@@ -6,6 +6,7 @@ import re
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
@@ -242,6 +243,24 @@ def test_samplers_nfe_and_shapes(point_family):
     _, counted = ddpm.sample(apply_fn, state.ema[ddpm.NET], schedule, jax.random.PRNGKey(1), 6,
                              (2,), **kwargs)
     assert int(counted) == nfe, name
+
+
+def test_the_ancestral_row_can_be_dropped_and_old_runs_keep_it():
+  c = small_config()
+  c.ddpm.ancestral = False
+  assert list(families.build(c, POINTS).samplers) == ['ddim5', 'ddim2']
+  c.ddpm.ddim_steps = ()
+  with pytest.raises(ValueError, match=r'ancestral=False with config.ddpm.ddim_steps=\(\) '
+                                       'leaves the DDPM no sampler'):
+    families.build(c, POINTS)
+  saved = small_config().to_dict()  # as a run's config.json reads
+  saved['ddpm']['ancestral'] = 'no'
+  with pytest.raises(ValueError, match="config.ddpm.ancestral must be True or False, got 'no'"):
+    families.build(ml_collections.ConfigDict(saved), POINTS)
+  # A run saved before the key existed had the ancestral row.
+  del saved['ddpm']['ancestral']
+  old = families.build(ml_collections.ConfigDict(saved), POINTS)
+  assert list(old.samplers) == ['ancestral', 'ddim5', 'ddim2']
 
 
 @pytest.fixture(scope='module')

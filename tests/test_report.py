@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from trilemma_jax import evaluation, families, harness, plotting, profiles, report
+from trilemma_jax import data, evaluation, families, harness, plotting, profiles, report
 from trilemma_jax.evaluation import likelihood, speed
 
 
@@ -199,8 +199,13 @@ def test_the_coverage_profile_gives_ring8_and_stacked_digits_the_default_budgets
   for family in coverage.families:
     assert coverage.overrides_for(family, 'ring8') == default.overrides_for(family, 'grid25')
     stacked = dict(coverage.overrides_for(family, 'stacked_digits'))
-    if family == 'ddpm':  # only the two ends of its samplers count the 26,000 samples
-      assert stacked.pop('ddpm.ddim_steps') == (4,)
+    if family == 'ddpm':  # its 26,000 stacked samples are drawn with DDIM only
+      assert stacked.pop('ddpm.ancestral') is False
+      assert stacked.pop('ddpm.ddim_steps') == (50, 4)
+      config = harness.family_config(family, 'stacked_digits', 0,
+                                     coverage.overrides_for(family, 'stacked_digits'))
+      info = data.load_info('stacked_digits')
+      assert list(families.build(config, info).samplers) == ['ddim50', 'ddim4']
     assert stacked == default.overrides_for(family, 'digits')
 
 
@@ -235,7 +240,6 @@ def _tiny_vae_run(tmp_path, dataset):
 
 
 def test_labelled_npz_images_are_scored_with_a_feature_spec_and_skipped_without(tmp_path):
-  from trilemma_jax import data
   x, y = data.load_arrays('digits', 'train')
   x_test, y_test = data.load_arrays('digits', 'test')
   as_uint8 = lambda a: np.round((a + 1.0) * 127.5).astype(np.uint8)

@@ -42,6 +42,7 @@ ADDED_KEYS: dict[str, Any] = {
     'ddgan.pack': 1,
     'model.image.arch': 'unet',  # DDGAN's image networks
     'model.image.attn_resolutions': [],  # (as JSON) DDGAN's before NCSN++; DDPM always had it
+    'ddpm.ancestral': True,
 }
 
 

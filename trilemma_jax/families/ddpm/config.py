@@ -12,6 +12,7 @@ The 2-D and digits defaults are sized for a 2-core CPU (a few minutes).
 
 import ml_collections
 
+from trilemma_jax import config as config_lib
 from trilemma_jax import data, validation
 from trilemma_jax import diffusion as dm
 from trilemma_jax.config import base_config
@@ -32,6 +33,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   # Clip the x0 estimate to [-1, 1] in samplers and the bound; None: images only.
   c.ddpm.clip_x0 = ml_collections.config_dict.placeholder(bool)
   c.ddpm.ddim_steps = (50, 4)  # one 'ddim<k>' sampler row per entry
+  # The T-call ancestral sampler's row. False drops it (DDIM rows only), for
+  # evaluations whose sample counts make T calls per sample too slow.
+  c.ddpm.ancestral = True
   c.ddpm.ddim_eta = 0.0
   c.ddpm.vb_terms = 0  # KL terms of the bound per example; 0 = all T-1 (exact)
 
@@ -135,6 +139,11 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
   })
   if d.clip_x0 is not None:
     validation.boolean('config.ddpm.clip_x0', d.clip_x0)
+  ancestral = config_lib.setting(config, 'ddpm.ancestral')
+  validation.boolean('config.ddpm.ancestral', ancestral)
+  if not ancestral and not d.ddim_steps:
+    raise ValueError('config.ddpm.ancestral=False with config.ddpm.ddim_steps=() leaves the DDPM '
+                     'no sampler; keep the ancestral sampler or give DDIM steps.')
   if config.optim.decay == 'cosine' and config.train.steps <= config.optim.warmup_steps:
     raise ValueError(
         f'config.optim.decay=cosine needs config.train.steps ({config.train.steps}) > '
