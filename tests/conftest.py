@@ -11,7 +11,7 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 
 @pytest.fixture
-def host_devices_env():
+def host_devices_env(session_cache_root):
   """``os.environ`` for a subprocess that should see the machine's own devices.
 
   The README commands run on the host's devices (one CPU device here), not on
@@ -26,3 +26,20 @@ def host_devices_env():
   else:
     env.pop('XLA_FLAGS', None)
   return env
+
+
+@pytest.fixture(scope='session', autouse=True)
+def session_cache_root(tmp_path_factory):
+  """One cache root for the whole session, in place of the user's ``~/.cache/trilemma_jax``.
+
+  Tests and the scripts they start keep feature networks and compiled programs
+  there (``TRILEMMA_CACHE_DIR``): nothing is written to the home directory, a
+  run restarted by a test loads what its first run compiled, and a program that
+  several tests build alike is compiled once. Tests that must start cold pass
+  their own root.
+  """
+  root = str(tmp_path_factory.mktemp('trilemma_cache'))
+  os.environ['TRILEMMA_CACHE_DIR'] = root
+  from trilemma_jax import parallel  # imports jax: after XLA_FLAGS above
+  parallel.enable_compilation_cache()
+  return root
