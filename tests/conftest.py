@@ -33,7 +33,7 @@ def session_cache_root(tmp_path_factory):
   """One cache root for the whole session, in place of the user's ``~/.cache/trilemma_jax``.
 
   Tests and the scripts they start keep feature networks and compiled programs
-  there (``TRILEMMA_CACHE_DIR``): nothing is written to the home directory, a
+  there (``TRILEMMA_CACHE_DIR``): nothing goes to ``~/.cache/trilemma_jax``, a
   run restarted by a test loads what its first run compiled, and a program that
   several tests build alike is compiled once. Tests that must start cold pass
   their own root.
