@@ -1,7 +1,7 @@
 """Mode figures along training: does a 2-D run reach sharp modes and lose them, or never reach them?
 
-Trains ``--family`` on ``--dataset`` (the family's config, seed and overrides
-as given) keeping a checkpoint every ``--every`` steps, then scores each
+Trains ``--family`` on ``--dataset`` (the family's config with ``--set``
+overrides, for each seed) keeping a checkpoint every ``--every`` steps, then scores each
 checkpoint's first sampler (EMA weights where the family keeps them) on 2,500
 samples: modes, %HQ and reverse KL. Prints one line per checkpoint and writes
 them as JSON to ``--out``.
@@ -13,6 +13,7 @@ them as JSON to ``--out``.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 
@@ -28,16 +29,17 @@ _STEPS = flags.DEFINE_integer('steps', 6000, 'training steps')
 _EVERY = flags.DEFINE_integer('every', 500, 'steps between scored checkpoints')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'where the runs go', required=True)
 _OUT = flags.DEFINE_string('out', None, 'JSON of the figures per checkpoint')
+_SET = flags.DEFINE_multi_string('set', [], 'config override key=value (Python literal), repeatable')
 _SAMPLES = 2500
 
 
 def trajectory(family_name: str, dataset: str, seed: int, steps: int, every: int,
-               workdir: str) -> list[dict]:
+               workdir: str, overrides: dict | None = None) -> list[dict]:
   info = data.load_info(dataset)
   if info.means is None:
     raise ValueError(f'{dataset!r} has no mode means: expected a 2-D mixture such as ring8.')
   config = harness.family_config(family_name, dataset, seed, {
-      'train.steps': steps, 'train.checkpoint_every': every,
+      **(overrides or {}), 'train.steps': steps, 'train.checkpoint_every': every,
       'train.max_to_keep': steps // every + 1})
   train.train_and_evaluate(config, workdir)
   family = families.build(config, info)
@@ -59,10 +61,17 @@ def trajectory(family_name: str, dataset: str, seed: int, steps: int, every: int
 
 def main(argv):
   del argv
+  overrides = {}
+  for item in _SET.value:
+    key, sep, value = item.partition('=')
+    if not sep:
+      raise app.UsageError(f'--set {item!r}: expected key=value')
+    overrides[key] = ast.literal_eval(value)
   rows = []
   for seed in (int(s) for s in _SEEDS.value):
     rows += trajectory(_FAMILY.value, _DATASET.value, seed, _STEPS.value, _EVERY.value,
-                       os.path.join(_WORKDIR.value, f'{_DATASET.value}_{_FAMILY.value}_{seed}'))
+                       os.path.join(_WORKDIR.value, f'{_DATASET.value}_{_FAMILY.value}_{seed}'),
+                       overrides)
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
       json.dump(rows, f, indent=1)
