@@ -1,46 +1,53 @@
 """Mode figures along training: does a 2-D run reach sharp modes and lose them, or never reach them?
 
-Trains ``--family`` on ``--dataset`` (the family's config with ``--set``
-overrides, for each seed) keeping a checkpoint every ``--every`` steps, then scores each
-checkpoint's first sampler (EMA weights where the family keeps them) on 2,500
-samples: modes, %HQ and reverse KL. Prints one line per checkpoint and writes
-them as JSON to ``--out``.
+Trains ``--config`` (a family config and its 2-D dataset, overridden with
+``--config.<key>=<value>`` as for ``experiments/train.py``) once per seed,
+keeping a checkpoint every ``--every`` steps. Then it scores each checkpoint's
+first sampler on 2,500 samples: modes, %HQ and reverse KL. The EMA weights are
+used where the family keeps them; ``--raw`` scores the trained weights as
+well. Prints one line per checkpoint and writes them as JSON to ``--out``.
 
   .venv/bin/python experiments/investigations/mode_trajectory.py \\
-      --family ddgan --dataset ring8 --seeds 0,1,2 --steps 6000 --every 500 \\
-      --workdir runs/trajectory --out runs/trajectory/ring8_ddgan.json
+      --config trilemma_jax/families/ddgan/config.py:ring8 --config.train.steps=6000 \\
+      --seeds 0,1,2 --every 500 --workdir runs/trajectory --out runs/trajectory/ring8_ddgan.json
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 
 import jax
 from absl import app, flags
+from ml_collections import config_flags
 
-from trilemma_jax import checkpoints, data, families, harness, metrics, parallel, sampling, train
+from trilemma_jax import checkpoints, data, families, metrics, parallel, sampling, train
 
-_FAMILY = flags.DEFINE_string('family', 'ddgan', 'family name')
-_DATASET = flags.DEFINE_string('dataset', 'ring8', 'a 2-D mixture (grid25, ring8)')
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'family config file:dataset',
+                                          lock_config=False)
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'seeds')
-_STEPS = flags.DEFINE_integer('steps', 6000, 'training steps')
 _EVERY = flags.DEFINE_integer('every', 500, 'steps between scored checkpoints')
+_RAW = flags.DEFINE_bool('raw', False, 'also score the trained (non-EMA) weights')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'where the runs go', required=True)
 _OUT = flags.DEFINE_string('out', None, 'JSON of the figures per checkpoint')
-_SET = flags.DEFINE_multi_string('set', [], 'config override key=value (Python literal), repeatable')
 _SAMPLES = 2500
 
 
-def trajectory(family_name: str, dataset: str, seed: int, steps: int, every: int,
-               workdir: str, overrides: dict | None = None) -> list[dict]:
-  info = data.load_info(dataset)
+def _figures(family, state, info) -> dict:
+  m = metrics.mode_metrics(sampling.draw_samples(family, state, _SAMPLES, seed=0),
+                           info.means, info.std)
+  return {'modes': int(m['modes']), 'hq_percent': 100 * float(m['hq_fraction']),
+          'reverse_kl': float(m['reverse_kl'])}
+
+
+def trajectory(config, every: int, workdir: str, raw: bool = False) -> list[dict]:
+  """Trains ``config`` in ``workdir`` and scores every checkpoint; one dict per checkpoint."""
+  info = data.load_info(config.data.name)
   if info.means is None:
-    raise ValueError(f'{dataset!r} has no mode means: expected a 2-D mixture such as ring8.')
-  config = harness.family_config(family_name, dataset, seed, {
-      **(overrides or {}), 'train.steps': steps, 'train.checkpoint_every': every,
-      'train.max_to_keep': steps // every + 1})
+    raise ValueError(f'{info.name!r} has no mode means: expected a 2-D mixture such as ring8.')
+  config.train.checkpoint_every = every
+  config.train.max_to_keep = config.train.steps // every + 1
+  config.train.progress = False
   train.train_and_evaluate(config, workdir)
   family = families.build(config, info)
   mesh = parallel.make_mesh(jax.devices()[:1])
@@ -49,29 +56,29 @@ def trajectory(family_name: str, dataset: str, seed: int, steps: int, every: int
   out = []
   for step in saved:
     state = checkpoints.restore_state(workdir, family, info, mesh, step=step)
-    x = sampling.draw_samples(family, state, _SAMPLES, seed=0)
-    m = metrics.mode_metrics(x, info.means, info.std)
-    out.append({'seed': seed, 'step': int(step), 'modes': int(m['modes']),
-                'hq_percent': 100 * float(m['hq_fraction']),
-                'reverse_kl': float(m['reverse_kl'])})
-    print(f"seed {seed} step {step:6d}  modes {m['modes']}/{m['max_modes']}  "
-          f"%HQ {100 * m['hq_fraction']:5.1f}  reverse KL {m['reverse_kl']:.3f}", flush=True)
+    row = {'seed': int(config.seed), 'step': int(step), **_figures(family, state, info)}
+    if raw:
+      row['raw'] = _figures(family, state.replace(ema=state.params), info)
+    out.append(row)
+    line = (f"seed {row['seed']} step {step:6d}  modes {row['modes']}/{len(info.means)}  "
+            f"%HQ {row['hq_percent']:5.1f}  reverse KL {row['reverse_kl']:.3f}")
+    if raw:
+      r = row['raw']
+      line += f"  | raw: {r['modes']} / {r['hq_percent']:.1f} / {r['reverse_kl']:.3f}"
+    print(line, flush=True)
   return out
 
 
 def main(argv):
   del argv
-  overrides = {}
-  for item in _SET.value:
-    key, sep, value = item.partition('=')
-    if not sep:
-      raise app.UsageError(f'--set {item!r}: expected key=value')
-    overrides[key] = ast.literal_eval(value)
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError('--config is required, e.g. trilemma_jax/families/ddgan/config.py:ring8')
   rows = []
   for seed in (int(s) for s in _SEEDS.value):
-    rows += trajectory(_FAMILY.value, _DATASET.value, seed, _STEPS.value, _EVERY.value,
-                       os.path.join(_WORKDIR.value, f'{_DATASET.value}_{_FAMILY.value}_{seed}'),
-                       overrides)
+    config.seed = seed
+    name = f'{config.data.name}_{config.family}_{seed}'
+    rows += trajectory(config, _EVERY.value, os.path.join(_WORKDIR.value, name), _RAW.value)
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
       json.dump(rows, f, indent=1)

@@ -301,9 +301,8 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
             'diffusion_bits_per_dim': terms['diffusion'] * to_bpd,
             'decoder_bits_per_dim': terms['decoder'] * to_bpd}
 
-  samplers = {'ancestral': ({'sampler': 'ancestral'}, d.timesteps)}
-  if not config_lib.setting(config, 'ddpm.ancestral'):
-    del samplers['ancestral']
+  samplers = ({'ancestral': ({'sampler': 'ancestral'}, d.timesteps)}
+              if config_lib.setting(config, 'ddpm.ancestral') else {})
   for steps in d.ddim_steps:
     samplers[f'ddim{steps}'] = ({'sampler': 'ddim', 'steps': steps, 'eta': d.ddim_eta}, steps)
   return Family(
