@@ -2,6 +2,7 @@
 formula, lazy R1, the compiled sampler, no recompiles, 1-vs-8 devices, networks, config."""
 
 import dataclasses
+import json
 import re
 
 import chex
@@ -12,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from trilemma_jax import config as config_lib
 from trilemma_jax import data, diffusion, families, losses, parallel
 from trilemma_jax.families.ddgan import family as ddgan
 from trilemma_jax.families.ddgan.nets import (AdaptiveGroupNorm, ConvDiscriminator,
@@ -271,6 +273,15 @@ def test_default_networks_have_the_data_shape(dataset, shape):
   assert jax.eval_shape(g.apply, g_vars, x, z, t).shape == (b, *shape)
   d_vars = jax.eval_shape(d.init, jax.random.PRNGKey(0), x, x, t)
   assert jax.eval_shape(d.apply, d_vars, x, x, t).shape == (4,)  # one logit per pack
+
+
+
+def test_ring8_gets_eight_steps_and_the_other_mixtures_four():
+  """Ring8's recipe differs from grid25's in T only (docs/ddgan_steps.md, section 11)."""
+  ring8, grid25 = get_config('ring8'), get_config('grid25')
+  assert (ring8.ddgan.num_steps, grid25.ddgan.num_steps) == (8, 4)
+  assert config_lib.changed_keys(json.loads(grid25.to_json_best_effort()), ring8) == [
+      ('data.name', 'grid25', 'ring8'), ('ddgan.num_steps', 4, 8)]
 
 
 # --------------------------------------------------------- the step, exactly

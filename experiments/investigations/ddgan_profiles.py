@@ -242,3 +242,17 @@ RING8_GANLIKE = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='ring8 DDGAN T = 4, packs of 4: the GAN\'s optimiser, its 6,000 steps, both',
 )
+
+# Ring8 at T = 8 through the harness, five seeds, beside T = 4 (the default) on
+# the same five seeds: along training T = 8 held 8/8 modes from step 2,000 on
+# every seed (docs/ddgan_steps.md, section 10).
+RING8_T8 = Profile(
+    datasets=('ring8',),
+    families=('ddgan_T4', 'ddgan_T8'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={f'ddgan_T{t}': ('ddgan', {'ddgan.num_steps': t}) for t in (4, 8)},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN, packs of 4, T = 4 and T = 8, five seeds',
+)

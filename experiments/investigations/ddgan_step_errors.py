@@ -6,7 +6,9 @@ For each run, and each t in 1..T, the chain starts from exact draws of q(x_t)
 of N(0, I)). The error of the mode figures as t grows says which steps put the
 mode weights off. The per-mode histogram of the full chain is split by the
 position of the mode (corner, edge, interior of the grid) to show whether the
-unevenness follows the geometry. Last, for each step on its own, it compares
+unevenness follows the geometry, and the sampler's distances to the nearest
+mean are set beside those of exact data draws (a too-wide core, or a tail
+between the modes). Last, for each step on its own, it compares
 the generator's one-step distribution p(x_{t-1} | x_t) with the exact
 q(x_{t-1} | x_t), for exact draws of x_t and many latents per x_t: the ratio of
 the conditional variances (below 1: the generator's step is too narrow, it
@@ -52,6 +54,13 @@ def grid_position(means: np.ndarray) -> np.ndarray:
   return np.array(['interior', 'edge', 'corner'])[on_border]
 
 
+def distance_quantiles(x: np.ndarray, info) -> dict:
+  """Distance to the nearest mean in units of the mode std: median, 90th percentile, beyond 5."""
+  d = np.linalg.norm(x[:, None, :] - info.means[None], axis=-1).min(1) / info.std
+  return {'median': float(np.median(d)), 'p90': float(np.percentile(d, 90)),
+          'beyond_5_std': float((d > 5).mean())}
+
+
 def conditional_spread(parts, g_params, mix, t: int, key: jax.Array, *, num_x: int = 400,
                        num_z: int = 64) -> dict:
   """One generator step from exact x_t against the exact q(x_{t-1} | x_t)."""
@@ -90,6 +99,11 @@ def analyse(workdir: str, n: int) -> dict:
     out['from_exact_x_t'][t] = metrics.mode_metrics(x0, info.means, info.std)
   sampler = np.asarray(family.sample(state, jax.random.PRNGKey(7), n))
   out['sampler'] = metrics.mode_metrics(sampler, info.means, info.std)
+  rng = np.random.default_rng(0)
+  exact = info.means[rng.integers(len(info.means), size=n)] + info.std * rng.normal(
+      size=(n, info.means.shape[1]))
+  out['distance_in_std'] = {'sampler': distance_quantiles(sampler, info),
+                            'data': distance_quantiles(exact, info)}
   shares = mode_shares(sampler, info)
   where = grid_position(info.means)
   out['share_x_modes_by_position'] = {
@@ -112,6 +126,11 @@ def main(argv):
     m = r['sampler']
     print(f"  sampler (x_T ~ N(0, I)): {m['modes']}/{m['max_modes']} modes, "
           f"{100 * m['hq_fraction']:.1f} %HQ, reverse KL {m['reverse_kl']:.3f}")
+    q = r['distance_in_std']
+    print('  distance to the nearest mean / std, sampler (data): median '
+          f"{q['sampler']['median']:.2f} ({q['data']['median']:.2f}), 90th percentile "
+          f"{q['sampler']['p90']:.2f} ({q['data']['p90']:.2f}), beyond 5 std "
+          f"{100 * q['sampler']['beyond_5_std']:.1f} % ({100 * q['data']['beyond_5_std']:.1f} %)")
     print('  mode share x K by position (1 = fair):',
           {k: round(v, 2) for k, v in r['share_x_modes_by_position'].items()},
           'min / max', [round(v, 2) for v in r['share_x_modes_min_max']])
