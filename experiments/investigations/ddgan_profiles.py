@@ -256,3 +256,49 @@ RING8_T8 = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='ring8 DDGAN, packs of 4, T = 4 and T = 8, five seeds',
 )
+
+# Ring8 at T = 8: is the last step's map short of capacity? The points
+# generator twice as wide, and with twice the residual blocks.
+RING8_T8_WIDE = Profile(
+    datasets=('ring8',),
+    families=('ddgan_g256', 'ddgan_g6blocks'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={
+        'ddgan_g256': ('ddgan', {'model.points.g_width': 256}),
+        'ddgan_g6blocks': ('ddgan', {'model.points.g_blocks': 6}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8: generator width 256; six residual blocks',
+)
+
+# Ring8 at T = 8, more capacity on top of RING8_T8_WIDE: width 256 with six
+# blocks; width 256 with a discriminator of width 256.
+RING8_T8_WIDER = Profile(
+    datasets=('ring8',),
+    families=('ddgan_g256_6blocks', 'ddgan_g256_d256'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={
+        'ddgan_g256_6blocks': ('ddgan', {'model.points.g_width': 256,
+                                         'model.points.g_blocks': 6}),
+        'ddgan_g256_d256': ('ddgan', {'model.points.g_width': 256,
+                                      'model.points.d_widths': (256, 256, 256)}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8: G width 256 and 6 blocks; G and D width 256',
+)
+
+# Generator width 256 at T = 8 on five seeds (seeds 0-2 as in RING8_T8_WIDE).
+RING8_T8_G256_FIVE_SEEDS = Profile(
+    datasets=('ring8',),
+    families=('ddgan_g256',),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_g256': ('ddgan', {'model.points.g_width': 256})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8 with generator width 256, five seeds',
+)
