@@ -419,6 +419,40 @@ def test_a_run_saved_before_energy_weight_existed_is_still_the_same_run():
     families.build(small_config(energy_weight=-1.0), data.load_info('grid25'))
 
 
+def test_step_weights_draw_t_in_proportion_and_keep_the_uniform_draw_without_them():
+  key = jax.random.PRNGKey(7)
+  t = np.asarray(ddgan.sample_t(key, 40_000, 4, (4.0, 2.0, 1.0, 1.0)))
+  assert t.dtype == np.int32 and t.min() == 1 and t.max() == 4
+  freq = np.bincount(t, minlength=5)[1:] / t.size
+  np.testing.assert_allclose(freq, [0.5, 0.25, 0.125, 0.125], atol=0.01)
+  # A zero weight never draws its step.
+  assert 2 not in set(np.asarray(ddgan.sample_t(key, 1000, 3, (1.0, 0.0, 1.0))).tolist())
+  np.testing.assert_array_equal(ddgan.sample_t(key, 64, 4, ()), ddgan.sample_t(key, 64, 4))
+  with pytest.raises(ValueError, match='3 step weights for T = 4'):
+    ddgan.sample_t(key, 8, 4, (1.0, 1.0, 1.0))
+  # Through the config: the draw of a train step follows the weights.
+  c = small_config(t_weights=(0.0, 0.0, 0.0, 1.0))
+  family_t = ddgan.build_parts(c, POINTS)
+  state = ddgan.build_family(c, POINTS).init(jax.random.PRNGKey(3), make_batch(POINTS))
+  draw = family_t.draw(state.params['generator'], make_batch(POINTS)['x'], jax.random.PRNGKey(5))
+  assert set(np.asarray(draw.cond[1]).tolist()) == {4}
+
+
+def test_step_weights_are_checked_and_old_runs_read_as_uniform():
+  grid = data.load_info('grid25')
+  for bad, match in [((1.0, 1.0), 'one non-negative weight per step'),
+                     ((0.0, 0.0, 0.0, 0.0), 'not all zero'),
+                     ((1.0, -1.0, 1.0, 1.0), r't_weights\[1\]')]:
+    with pytest.raises(ValueError, match=match):
+      families.build(small_config(t_weights=bad), grid)
+  new = small_config()
+  saved = json.loads(new.to_json_best_effort())
+  del saved['ddgan']['t_weights']
+  assert config_lib.changed_keys(saved, new) == []
+  new.ddgan.t_weights = (2.0, 1.0, 1.0, 1.0)
+  assert [k for k, _, _ in config_lib.changed_keys(saved, new)] == ['ddgan.t_weights']
+
+
 def test_packed_discriminator_scores_concatenated_packs_with_the_first_step():
   inner = MLPDiscriminator(widths=(8,), time_dim=8)
   packed = PackedDiscriminator(inner, pack=3)

@@ -302,3 +302,42 @@ RING8_T8_G256_FIVE_SEEDS = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='ring8 DDGAN T = 8 with generator width 256, five seeds',
 )
+
+# Stacked digits at T = 8, the step count that evened the mode weights on grid25
+# and ring8 (sections 1 and 11), with the digits nets and with twice their
+# widths (G ch 32, D channels 64/128). 'ddgan' is the T = 4 default: copy
+# seeds 0 and 1 from a coverage workdir to reuse them.
+STACKED_T8 = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_T8', 'ddgan_T8_wide'),
+    seeds=(0, 1),
+    overrides={},
+    variants={
+        'ddgan_T8': ('ddgan', {'ddgan.num_steps': 8}),
+        'ddgan_T8_wide': ('ddgan', {'ddgan.num_steps': 8, 'model.image.ch': 32,
+                                    'model.image.d_channels': (64, 128)}),
+    },
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN at T = 8, digits nets and twice their widths',
+)
+
+# Ring8 at T = 8 with the last step (t = 1) trained more often: that step alone
+# sets ring8's %HQ (section 11). Weight 4 draws t = 1 for 4/11 of the batch,
+# weight 8 for 8/15, against 1/8 uniform. 'ddgan_T8' is RING8_T8's uniform run:
+# copy its seeds to reuse them.
+RING8_T8_TWEIGHTS = Profile(
+    datasets=('ring8',),
+    families=('ddgan_T8', 'ddgan_T8_t1x4', 'ddgan_T8_t1x8'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={
+        'ddgan_T8': ('ddgan', {'ddgan.num_steps': 8}),
+        **{f'ddgan_T8_t1x{w}': ('ddgan', {'ddgan.num_steps': 8,
+                                           'ddgan.t_weights': (float(w),) + (1.0,) * 7})
+           for w in (4, 8)},
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8: the last step drawn 4x and 8x as often as the others',
+)

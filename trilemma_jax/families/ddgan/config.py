@@ -59,6 +59,10 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   # Pairs per discriminator logit (PacGAN packing, ddgan.nets.PackedDiscriminator);
   # 1 is the original DDGAN. The global batch must be a multiple of it.
   c.ddgan.pack = 1
+  # Relative frequencies of the steps t = 1..T in training, one per step; () is
+  # uniform, the original DDGAN. The fixed point per step is the same; only how
+  # often each step's GAN is trained changes.
+  c.ddgan.t_weights = ()
   # G = c_skip x_t + c_out body (SkipGenerator), with the data's std from DatasetInfo.
   c.ddgan.skip_generator = False
 
@@ -220,6 +224,13 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
   validation.non_negative('config.ddgan.energy_weight',
                           config_lib.setting(config, 'ddgan.energy_weight'))
   pack = validation.positive_int('config.ddgan.pack', config_lib.setting(config, 'ddgan.pack'))
+  t_weights = validation.tuple_of(validation.non_negative, min_length=0)(
+      'config.ddgan.t_weights', config_lib.setting(config, 'ddgan.t_weights'))
+  if t_weights and (len(t_weights) != config.ddgan.num_steps or not sum(t_weights) > 0):
+    raise ValueError(
+        f'config.ddgan.t_weights={tuple(t_weights)} must give one non-negative weight per step '
+        f'(T = config.ddgan.num_steps = {config.ddgan.num_steps}), not all zero, or be () '
+        'for uniform steps.')
   if config.data.batch_size % pack:
     raise ValueError(f'config.data.batch_size={config.data.batch_size} is not a multiple of '
                      f'config.ddgan.pack={pack}; the discriminator scores whole packs.')

@@ -45,7 +45,7 @@ mixed precision too.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -78,9 +78,20 @@ def apply_generator(generator: nn.Module, g_params: Any, x_t: jax.Array, z: jax.
   return generator.apply({'params': g_params}, x_t, z, t).astype(jnp.float32)
 
 
-def sample_t(key: jax.Array, batch: int, num_steps: int) -> jax.Array:
-  """``[batch]`` int32 time indices, uniform in ``1..num_steps``."""
-  return jax.random.randint(key, (batch,), 1, num_steps + 1, dtype=jnp.int32)
+def sample_t(key: jax.Array, batch: int, num_steps: int,
+             weights: Sequence[float] = ()) -> jax.Array:
+  """``[batch]`` int32 time indices in ``1..num_steps``.
+
+  Uniform without ``weights``; otherwise ``t`` is drawn with probabilities
+  proportional to ``weights[t - 1]`` (``ddgan.t_weights``).
+  """
+  if not weights:
+    return jax.random.randint(key, (batch,), 1, num_steps + 1, dtype=jnp.int32)
+  if len(weights) != num_steps:
+    raise ValueError(f'{len(weights)} step weights for T = {num_steps} steps; '
+                     'give one per step or none.')
+  p = jnp.asarray(weights, jnp.float32)
+  return jax.random.choice(key, num_steps, (batch,), p=p / jnp.sum(p)).astype(jnp.int32) + 1
 
 
 def fake_prev(schedule: Schedule, x0_hat: jax.Array, x_t: jax.Array, t: jax.Array,
@@ -111,7 +122,7 @@ def energy_score(x0_hat: jax.Array, x0_hat_2: jax.Array, x0: jax.Array) -> jax.A
 
 def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
               data_scale: float = 1.0, energy_weight: float = 0.0,
-              pack: int = 1) -> adversarial.DrawFn:
+              pack: int = 1, t_weights: Sequence[float] = ()) -> adversarial.DrawFn:
   """Real and fake pairs of one update, from fresh ``t``, chain noise, ``z`` and posterior noise.
 
   The update's key is split four ways, in this order: ``t``, the real pair,
@@ -131,6 +142,9 @@ def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
   With ``pack > 1`` the ``pack`` consecutive examples of each discriminator
   pack (:class:`~trilemma_jax.families.ddgan.nets.PackedDiscriminator`) share
   one ``t``; ``pack = 1`` draws the same ``t`` as before packing existed.
+
+  ``t_weights`` (one per step, see :func:`sample_t`) trains some steps more
+  often than others; empty is the uniform ``t`` of the original DDGAN.
   """
 
   def draw(g_params, batch: Batch, key: jax.Array) -> Draw:
@@ -141,7 +155,7 @@ def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
       raise ValueError(f'A batch of {b} cannot be cut into discriminator packs of {pack} '
                        '(ddgan.pack); use a multiple of it.')
     # One step per discriminator pack (PackedDiscriminator), shared by its members.
-    t = jnp.repeat(sample_t(t_key, b // pack, schedule.num_steps), pack)
+    t = jnp.repeat(sample_t(t_key, b // pack, schedule.num_steps, t_weights), pack)
     k1, k2 = jax.random.split(pair_key)
     x_prev, x_t = diffusion.q_sample_pair(schedule, x0, t,
                                           jax.random.normal(k1, x0.shape, x0.dtype),
@@ -202,7 +216,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     latent_dim: int, data_scale: float = 1.0, n_critic: int = 1,
                     r1_gamma: float = 0.02, r1_every: int = 1, ema_decay: float = 0.999,
                     ema_warmup: bool = True, energy_weight: float = 0.0,
-                    pack: int = 1) -> Callable:
+                    pack: int = 1, t_weights: Sequence[float] = ()) -> Callable:
   """The pure step ``(state, batch) -> (state, metrics)`` (see the module docstring).
 
   Args:
@@ -219,6 +233,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
       :func:`make_draw`); 0 is the original DDGAN.
     pack: examples per discriminator logit; ``discriminator`` must be a
       :class:`~trilemma_jax.families.ddgan.nets.PackedDiscriminator` of this pack.
+    t_weights: relative frequencies of the steps ``t = 1..T`` in training (see
+      :func:`sample_t`); empty is uniform, the original DDGAN.
 
   Returns:
     The step; its metrics are the adversarial core's plus ``x0_rmse`` (and
@@ -234,7 +250,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
 
   return adversarial.make_train_step(
       make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale,
-                energy_weight=energy_weight, pack=pack), d_apply,
+                energy_weight=energy_weight, pack=pack, t_weights=t_weights), d_apply,
       g_optimizer, d_optimizer, loss='non_saturating', n_critic=n_critic, r1_gamma=r1_gamma,
       r1_every=r1_every, r1_rescale=False, ema_decay=ema_decay, ema_warmup=ema_warmup)
 
@@ -317,6 +333,7 @@ class Parts(NamedTuple):
     data_scale: the networks see ``data_scale * x``.
     energy_weight: weight of the energy-score penalty (``ddgan.energy_weight``).
     pack: pairs per discriminator logit (``ddgan.pack``).
+    t_weights: relative frequencies of the steps in training (``ddgan.t_weights``).
   """
 
   schedule: Schedule
@@ -327,6 +344,7 @@ class Parts(NamedTuple):
   data_scale: float
   energy_weight: float = 0.0
   pack: int = 1
+  t_weights: tuple[float, ...] = ()
 
   def draw(self, g_params: Any, x0: jax.Array, key: jax.Array) -> Draw:
     """The real and fake pairs a train step shows D for data ``x0`` (network scale).
@@ -337,7 +355,8 @@ class Parts(NamedTuple):
     g_apply = lambda p, x_t, z, t: apply_generator(self.generator, p, x_t, z, t)
     return make_draw(self.schedule, g_apply, latent_dim=self.latent_dim,
                      data_scale=self.data_scale, energy_weight=self.energy_weight,
-                     pack=self.pack)(g_params, {'x': jnp.asarray(x0)}, key)
+                     pack=self.pack, t_weights=self.t_weights)(
+                         g_params, {'x': jnp.asarray(x0)}, key)
 
   def trajectory(self, g_params: Any, rng: jax.Array, n: int) -> jax.Array:
     """``[T + 1, n, *shape]``: ``x_T, ..., x_0`` of the sampler in data coordinates.
@@ -366,7 +385,12 @@ def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
                shape=tuple(info.shape), latent_dim=config.model.latent_dim,
                data_scale=float(d.data_scale),
                energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
-               pack=int(config_lib.setting(config, 'ddgan.pack')))
+               pack=int(config_lib.setting(config, 'ddgan.pack')),
+               t_weights=_t_weights(config))
+
+
+def _t_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
+  return tuple(float(w) for w in config_lib.setting(config, 'ddgan.t_weights'))
 
 
 # --------------------------------------------------------------------- config
@@ -440,7 +464,7 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
       data_scale=parts.data_scale, n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
       r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup,
       energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
-      pack=int(config_lib.setting(config, 'ddgan.pack')))
+      pack=int(config_lib.setting(config, 'ddgan.pack')), t_weights=_t_weights(config))
 
   return adversarial.make_family(
       config.family,
