@@ -430,6 +430,8 @@ def test_step_weights_draw_t_in_proportion_and_keep_the_uniform_draw_without_the
   np.testing.assert_array_equal(ddgan.sample_t(key, 64, 4, ()), ddgan.sample_t(key, 64, 4))
   with pytest.raises(ValueError, match='3 step weights for T = 4'):
     ddgan.sample_t(key, 8, 4, (1.0, 1.0, 1.0))
+  with pytest.raises(ValueError, match='not all zero'):
+    ddgan.sample_t(key, 8, 2, (0.0, 0.0))
   # Through the config: the draw of a train step follows the weights.
   c = small_config(t_weights=(0.0, 0.0, 0.0, 1.0))
   family_t = ddgan.build_parts(c, POINTS)
@@ -440,8 +442,9 @@ def test_step_weights_draw_t_in_proportion_and_keep_the_uniform_draw_without_the
 
 def test_step_weights_are_checked_and_old_runs_read_as_uniform():
   grid = data.load_info('grid25')
-  for bad, match in [((1.0, 1.0), 'one non-negative weight per step'),
+  for bad, match in [((1.0, 1.0), 'has 2 weights; give one per step'),
                      ((0.0, 0.0, 0.0, 0.0), 'not all zero'),
+                     ((float('inf'), 1.0, 1.0, 1.0), 'must be finite'),
                      ((1.0, -1.0, 1.0, 1.0), r't_weights\[1\]')]:
     with pytest.raises(ValueError, match=match):
       families.build(small_config(t_weights=bad), grid)
@@ -451,6 +454,21 @@ def test_step_weights_are_checked_and_old_runs_read_as_uniform():
   assert config_lib.changed_keys(saved, new) == []
   new.ddgan.t_weights = (2.0, 1.0, 1.0, 1.0)
   assert [k for k, _, _ in config_lib.changed_keys(saved, new)] == ['ddgan.t_weights']
+
+
+def test_the_train_step_draws_t_with_the_configured_weights(monkeypatch):
+  seen = []
+  real = ddgan.sample_t
+
+  def spy(key, batch, num_steps, weights=()):
+    seen.append(tuple(weights))
+    return real(key, batch, num_steps, weights)
+
+  monkeypatch.setattr(ddgan, 'sample_t', spy)
+  family = ddgan.build_family(small_config(t_weights=(3.0, 1.0, 1.0, 1.0)), POINTS)
+  batch = make_batch(POINTS)
+  jax.make_jaxpr(family.train_step)(family.init(jax.random.PRNGKey(0), batch), batch)
+  assert seen and set(seen) == {(3.0, 1.0, 1.0, 1.0)}
 
 
 def test_packed_discriminator_scores_concatenated_packs_with_the_first_step():

@@ -28,6 +28,8 @@ its 351,562 steps the official 1,800 epochs of 50,000 images.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from trilemma_jax import config as config_lib
@@ -226,11 +228,12 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
   pack = validation.positive_int('config.ddgan.pack', config_lib.setting(config, 'ddgan.pack'))
   t_weights = validation.tuple_of(validation.non_negative, min_length=0)(
       'config.ddgan.t_weights', config_lib.setting(config, 'ddgan.t_weights'))
-  if t_weights and (len(t_weights) != config.ddgan.num_steps or not sum(t_weights) > 0):
+  if t_weights and len(t_weights) != config.ddgan.num_steps:
     raise ValueError(
-        f'config.ddgan.t_weights={tuple(t_weights)} must give one non-negative weight per step '
-        f'(T = config.ddgan.num_steps = {config.ddgan.num_steps}), not all zero, or be () '
-        'for uniform steps.')
+        f'config.ddgan.t_weights has {len(t_weights)} weights; give one per step '
+        f'(T = config.ddgan.num_steps = {config.ddgan.num_steps}), or () for uniform steps.')
+  if t_weights and not (all(math.isfinite(w) for w in t_weights) and sum(t_weights) > 0):
+    raise ValueError(f'config.ddgan.t_weights={t_weights} must be finite and not all zero.')
   if config.data.batch_size % pack:
     raise ValueError(f'config.data.batch_size={config.data.batch_size} is not a multiple of '
                      f'config.ddgan.pack={pack}; the discriminator scores whole packs.')

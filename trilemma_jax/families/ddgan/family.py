@@ -51,6 +51,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from trilemma_jax import config as config_lib
@@ -85,13 +86,17 @@ def sample_t(key: jax.Array, batch: int, num_steps: int,
   Uniform without ``weights``; otherwise ``t`` is drawn with probabilities
   proportional to ``weights[t - 1]`` (``ddgan.t_weights``).
   """
-  if not weights:
+  if len(weights) == 0:
     return jax.random.randint(key, (batch,), 1, num_steps + 1, dtype=jnp.int32)
-  if len(weights) != num_steps:
-    raise ValueError(f'{len(weights)} step weights for T = {num_steps} steps; '
+  w = np.asarray(weights, np.float64)
+  if w.shape != (num_steps,):
+    raise ValueError(f'{w.size} step weights for T = {num_steps} steps; '
                      'give one per step or none.')
-  p = jnp.asarray(weights, jnp.float32)
-  return jax.random.choice(key, num_steps, (batch,), p=p / jnp.sum(p)).astype(jnp.int32) + 1
+  if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+    raise ValueError(f'Step weights {tuple(w.tolist())} must be finite and non-negative, '
+                     'not all zero.')
+  p = jnp.asarray(w / w.sum(), jnp.float32)
+  return jax.random.choice(key, num_steps, (batch,), p=p).astype(jnp.int32) + 1
 
 
 def fake_prev(schedule: Schedule, x0_hat: jax.Array, x_t: jax.Array, t: jax.Array,
@@ -386,11 +391,7 @@ def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
                data_scale=float(d.data_scale),
                energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
                pack=int(config_lib.setting(config, 'ddgan.pack')),
-               t_weights=_t_weights(config))
-
-
-def _t_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
-  return tuple(float(w) for w in config_lib.setting(config, 'ddgan.t_weights'))
+               t_weights=tuple(float(w) for w in config_lib.setting(config, 'ddgan.t_weights')))
 
 
 # --------------------------------------------------------------------- config
@@ -463,8 +464,7 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
       generator, discriminator, g_optimizer, d_optimizer, schedule, latent_dim=latent_dim,
       data_scale=parts.data_scale, n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
       r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup,
-      energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
-      pack=int(config_lib.setting(config, 'ddgan.pack')), t_weights=_t_weights(config))
+      energy_weight=parts.energy_weight, pack=parts.pack, t_weights=parts.t_weights)
 
   return adversarial.make_family(
       config.family,
