@@ -341,3 +341,24 @@ RING8_T8_TWEIGHTS = Profile(
     speed_repeats=_SWEEP.speed_repeats,
     description='ring8 DDGAN T = 8: the last step drawn 4x and 8x as often as the others',
 )
+
+# Digits at T = 4 with the last step (t = 1) trained more often. In the digits
+# T sweep (docs/ddgan_steps.md section 13) precision fell as T grew while each
+# step got 1/T of the draws. Weight 2 draws t = 1 for 2/5 of the batch, weight 4
+# for 4/7, against 1/4 uniform. 'ddgan_T4' is the ddgan_steps profile's run:
+# copy its seeds (and the DDPM's) from that workdir to reuse them.
+DIGITS_T4_TWEIGHTS = Profile(
+    datasets=('digits',),
+    families=('ddgan_T4', 'ddgan_T4_t1x2', 'ddgan_T4_t1x4', 'ddpm'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={
+        'ddgan_T4': ('ddgan', {'ddgan.num_steps': 4}),
+        **{f'ddgan_T4_t1x{w}': ('ddgan', {'ddgan.num_steps': 4,
+                                           'ddgan.t_weights': (float(w),) + (1.0,) * 3})
+           for w in (2, 4)},
+    },
+    num_samples=1000,
+    speed_repeats=3,
+    description='digits DDGAN T = 4: the last step drawn 2x and 4x as often as the others',
+)
