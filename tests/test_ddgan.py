@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from trilemma_jax import config as config_lib
-from trilemma_jax import data, diffusion, families, losses, parallel
+from trilemma_jax import data, diffusion, families, losses, parallel, profiles
 from trilemma_jax.families.ddgan import family as ddgan
 from trilemma_jax.families.ddgan.nets import (AdaptiveGroupNorm, ConvDiscriminator,
                                               MLPDiscriminator, MLPGenerator,
@@ -277,11 +277,24 @@ def test_default_networks_have_the_data_shape(dataset, shape):
 
 
 def test_ring8_gets_eight_steps_and_the_other_mixtures_four():
-  """Ring8's recipe differs from grid25's in T only (docs/ddgan_steps.md, section 11)."""
+  """Ring8's recipe differs from grid25's in T and the weight of its last step only
+  (docs/ddgan_steps.md, sections 11 and 14)."""
   ring8, grid25 = get_config('ring8'), get_config('grid25')
   assert (ring8.ddgan.num_steps, grid25.ddgan.num_steps) == (8, 4)
   assert config_lib.changed_keys(json.loads(grid25.to_json_best_effort()), ring8) == [
-      ('data.name', 'grid25', 'ring8'), ('ddgan.num_steps', 4, 8)]
+      ('data.name', 'grid25', 'ring8'), ('ddgan.last_step_weight', 1.0, 8.0),
+      ('ddgan.num_steps', 4, 8)]
+  assert ddgan.build_parts(ring8, data.load_info('ring8')).t_weights == (8.0,) + (1.0,) * 7
+  assert ddgan.build_parts(grid25, POINTS).t_weights == ()
+
+
+@pytest.mark.parametrize('dataset', ['digits', 'stacked_digits'])
+def test_the_digits_recipes_train_the_last_step_four_times_as_often_at_any_T(dataset):
+  info = data.load_info(dataset)
+  c = get_config(dataset)
+  assert ddgan.build_parts(c, info).t_weights == (4.0, 1.0, 1.0, 1.0)
+  c.ddgan.num_steps = 2  # what --config.ddgan.num_steps=2 does
+  assert ddgan.build_parts(c, info).t_weights == (4.0, 1.0)
 
 
 # --------------------------------------------------------- the step, exactly
@@ -456,7 +469,33 @@ def test_step_weights_are_checked_and_old_runs_read_as_uniform():
   assert [k for k, _, _ in config_lib.changed_keys(saved, new)] == ['ddgan.t_weights']
 
 
-def test_the_train_step_draws_t_with_the_configured_weights(monkeypatch):
+def test_last_step_weight_scales_the_weight_of_t1_for_any_number_of_steps():
+  assert ddgan.step_weights(4) == () and ddgan.step_weights(4, (), 1.0) == ()
+  assert ddgan.step_weights(4, (), 3.0) == (3.0, 1.0, 1.0, 1.0)
+  assert ddgan.step_weights(2, (1.0, 2.0), 3.0) == (3.0, 2.0)
+  assert ddgan.step_weights(3, (1.0, 2.0, 1.0)) == (1.0, 2.0, 1.0)
+  for steps in (2, 4, 8):
+    parts = ddgan.build_parts(small_config(num_steps=steps, last_step_weight=5.0), POINTS)
+    assert parts.t_weights == (5.0,) + (1.0,) * (steps - 1)
+  grid = data.load_info('grid25')
+  for bad, match in [(0.0, 'a positive number'), (-2.0, 'a positive number'),
+                     (float('nan'), 'a positive number'), (float('inf'), 'must be finite')]:
+    with pytest.raises(ValueError, match=f'last_step_weight.*{match}|{match}.*last_step_weight'):
+      families.build(small_config(last_step_weight=bad), grid)
+  # A run saved before the key existed drew uniform steps.
+  new = small_config()
+  saved = json.loads(new.to_json_best_effort())
+  del saved['ddgan']['last_step_weight']
+  assert config_lib.changed_keys(saved, new) == []
+  new.ddgan.last_step_weight = 2.0
+  assert [k for k, _, _ in config_lib.changed_keys(saved, new)] == ['ddgan.last_step_weight']
+
+
+@pytest.mark.parametrize('weights,expected', [
+    ({'t_weights': (3.0, 1.0, 1.0, 1.0)}, (3.0, 1.0, 1.0, 1.0)),
+    ({'last_step_weight': 2.0}, (2.0, 1.0, 1.0, 1.0)),
+])
+def test_the_train_step_draws_t_with_the_configured_weights(monkeypatch, weights, expected):
   seen = []
   real = ddgan.sample_t
 
@@ -465,10 +504,10 @@ def test_the_train_step_draws_t_with_the_configured_weights(monkeypatch):
     return real(key, batch, num_steps, weights)
 
   monkeypatch.setattr(ddgan, 'sample_t', spy)
-  family = ddgan.build_family(small_config(t_weights=(3.0, 1.0, 1.0, 1.0)), POINTS)
+  family = ddgan.build_family(small_config(**weights), POINTS)
   batch = make_batch(POINTS)
   jax.make_jaxpr(family.train_step)(family.init(jax.random.PRNGKey(0), batch), batch)
-  assert seen and set(seen) == {(3.0, 1.0, 1.0, 1.0)}
+  assert seen and set(seen) == {expected}
 
 
 def test_packed_discriminator_scores_concatenated_packs_with_the_first_step():
@@ -694,3 +733,28 @@ def test_unknown_data_kind_is_refused():
   with pytest.raises(ValueError, match=re.escape(
       "'grid25' is graph data, so config.model needs the section model.graph")):
     families.build(small_config(), Info('grid25', (2,), 'graph'))
+
+
+def test_the_investigation_profiles_reproduce_their_uniform_runs():
+  """docs/ddgan_steps.md's commands pin the uniform steps they were measured with."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).parents[1] / 'experiments/investigations/ddgan_profiles.py'
+  spec = importlib.util.spec_from_file_location('ddgan_profiles_under_test', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  found = {name: p for name, p in vars(module).items() if isinstance(p, profiles.Profile)}
+  assert {'T_SWEEP_UNIFORM', 'RING8_T8_TWEIGHTS', 'DIGITS_T4_TWEIGHTS'} <= set(found)
+  for name, profile in found.items():
+    for entry in profile.families:
+      own = profile.variants.get(entry, ('', {}))[1]
+      if profile.family_of(entry) != 'ddgan' or 'ddgan.last_step_weight' in own:
+        continue
+      for dataset in profile.datasets:
+        c = families.get_config('ddgan', dataset, profile.overrides_for(entry, dataset))
+        weights = ddgan.step_weights(c.ddgan.num_steps, c.ddgan.t_weights,
+                                     c.ddgan.last_step_weight)
+        assert weights == tuple(float(w) for w in c.ddgan.t_weights), (name, entry, dataset)
+  ring8 = found['RING8_T8_TWEIGHTS']
+  c = families.get_config('ddgan', 'ring8', ring8.overrides_for('ddgan_T8_t1x8', 'ring8'))
+  assert ddgan.build_parts(c, data.load_info('ring8')).t_weights == (8.0,) + (1.0,) * 7

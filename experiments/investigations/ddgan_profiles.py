@@ -8,6 +8,8 @@ seeds 0-2 of T = 4 and T = 8 (same settings) and adds seeds 3 and 4, and the
 T = 4 variant with two discriminator updates per generator update.
 """
 
+import dataclasses
+
 from trilemma_jax.profiles import PROFILES, Profile
 
 _SWEEP = PROFILES['ddgan_steps']
@@ -351,14 +353,65 @@ DIGITS_T4_TWEIGHTS = Profile(
     datasets=('digits',),
     families=('ddgan_T4', 'ddgan_T4_t1x2', 'ddgan_T4_t1x4', 'ddpm'),
     seeds=(0, 1, 2),
-    overrides={},
+    overrides=_SWEEP.overrides,
     variants={
         'ddgan_T4': ('ddgan', {'ddgan.num_steps': 4}),
         **{f'ddgan_T4_t1x{w}': ('ddgan', {'ddgan.num_steps': 4,
                                            'ddgan.t_weights': (float(w),) + (1.0,) * 3})
            for w in (2, 4)},
     },
-    num_samples=1000,
-    speed_repeats=3,
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
     description='digits DDGAN T = 4: the last step drawn 2x and 4x as often as the others',
 )
+
+# Grid25 at its default (T = 4, packs of 4) with the last step drawn 4x and 8x
+# as often as the others (4/7 and 8/11 of the batch against 1/4). The uniform
+# runs are retrained here so all three are timed on one machine.
+GRID25_T4_TWEIGHTS = Profile(
+    datasets=('grid25',),
+    families=('ddgan', 'ddgan_t1x4', 'ddgan_t1x8'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={f'ddgan_t1x{w}': ('ddgan', {'ddgan.last_step_weight': float(w)})
+              for w in (4, 8)},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4, packs of 4: the last step drawn 4x and 8x as often',
+)
+
+# Stacked digits at the digits recipe (T = 4) with the last step drawn 4x as
+# often as the others, the weight that took digits' FD from 10.2 to 6.3
+# (docs/ddgan_steps.md section 15). 'ddgan' is the uniform T = 4 run: copy
+# seeds 0 and 1 from a coverage workdir of before the new default to reuse them.
+STACKED_TWEIGHTS = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_t1x4'),
+    seeds=(0, 1),
+    overrides={},
+    variants={'ddgan_t1x4': ('ddgan', {'ddgan.last_step_weight': 4.0})},
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: the last step drawn 4x as often as the others',
+)
+
+# Section 13's digits T sweep as it was measured: the ddgan_steps profile with
+# every step drawn equally often (its digits runs now weight the last step 4x).
+T_SWEEP_UNIFORM = _SWEEP
+
+# Every profile above was measured with uniform steps unless its variants say
+# otherwise. Ring8 and the digits recipes now train the last step more often
+# (ddgan.last_step_weight, sections 14 and 15), so each profile pins the old
+# default under its own settings and its command still reproduces its figures.
+_UNIFORM = {'ddgan.last_step_weight': 1.0}
+
+
+def _pinned(profile: Profile) -> Profile:
+  overrides = dict(profile.overrides)
+  overrides['ddgan', '*'] = {**_UNIFORM, **overrides.get(('ddgan', '*'), {})}
+  return dataclasses.replace(profile, overrides=overrides)
+
+
+for _name, _value in list(globals().items()):
+  if isinstance(_value, Profile):
+    globals()[_name] = _pinned(_value)

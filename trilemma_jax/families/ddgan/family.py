@@ -99,6 +99,21 @@ def sample_t(key: jax.Array, batch: int, num_steps: int,
   return jax.random.choice(key, num_steps, (batch,), p=p).astype(jnp.int32) + 1
 
 
+def step_weights(num_steps: int, t_weights: Sequence[float] = (),
+                 last_step_weight: float = 1.0) -> tuple[float, ...]:
+  """The relative training frequencies of the steps ``t = 1..T`` for :func:`sample_t`.
+
+  ``t_weights`` (``ddgan.t_weights``; empty = uniform) with the weight of
+  ``t = 1`` multiplied by ``last_step_weight`` (``ddgan.last_step_weight``).
+  Empty when both are neutral, so uniform runs keep their exact ``randint`` draws.
+  """
+  if last_step_weight == 1.0:
+    return tuple(float(w) for w in t_weights)
+  w = [float(v) for v in t_weights] or [1.0] * num_steps
+  w[0] *= float(last_step_weight)
+  return tuple(w)
+
+
 def fake_prev(schedule: Schedule, x0_hat: jax.Array, x_t: jax.Array, t: jax.Array,
               key: jax.Array) -> jax.Array:
   """``x'_{t-1} ~ q(x_{t-1} | x_t, x_0 = x0_hat)``: the generator's reverse step, ``[B, ...]``.
@@ -338,7 +353,8 @@ class Parts(NamedTuple):
     data_scale: the networks see ``data_scale * x``.
     energy_weight: weight of the energy-score penalty (``ddgan.energy_weight``).
     pack: pairs per discriminator logit (``ddgan.pack``).
-    t_weights: relative frequencies of the steps in training (``ddgan.t_weights``).
+    t_weights: relative frequencies of the steps in training, from
+      ``ddgan.t_weights`` and ``ddgan.last_step_weight`` (:func:`step_weights`).
   """
 
   schedule: Schedule
@@ -391,7 +407,8 @@ def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
                data_scale=float(d.data_scale),
                energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
                pack=int(config_lib.setting(config, 'ddgan.pack')),
-               t_weights=tuple(float(w) for w in config_lib.setting(config, 'ddgan.t_weights')))
+               t_weights=step_weights(d.num_steps, config_lib.setting(config, 'ddgan.t_weights'),
+                                      config_lib.setting(config, 'ddgan.last_step_weight')))
 
 
 # --------------------------------------------------------------------- config
