@@ -347,8 +347,8 @@ RING8_T8_TWEIGHTS = Profile(
 # Digits at T = 4 with the last step (t = 1) trained more often. In the digits
 # T sweep (docs/ddgan_steps.md section 13) precision fell as T grew while each
 # step got 1/T of the draws. Weight 2 draws t = 1 for 2/5 of the batch, weight 4
-# for 4/7, against 1/4 uniform. 'ddgan_T4' is the ddgan_steps profile's run:
-# copy its seeds (and the DDPM's) from that workdir to reuse them.
+# for 4/7, against 1/4 uniform. 'ddgan_T4' is T_SWEEP_UNIFORM's run: copy its
+# seeds (and the DDPM's) from that workdir to reuse them.
 DIGITS_T4_TWEIGHTS = Profile(
     datasets=('digits',),
     families=('ddgan_T4', 'ddgan_T4_t1x2', 'ddgan_T4_t1x4', 'ddpm'),
@@ -382,12 +382,12 @@ GRID25_T4_TWEIGHTS = Profile(
 
 # Stacked digits at the digits recipe (T = 4) with the last step drawn 4x as
 # often as the others, the weight that took digits' FD from 10.2 to 6.3
-# (docs/ddgan_steps.md section 15). 'ddgan' is the uniform T = 4 run: copy
-# seeds 0 and 1 from a coverage workdir of before the new default to reuse them.
+# (docs/ddgan_steps.md section 15). 'ddgan' is the coverage profile's stacked
+# DDGAN: copy its seeds from a coverage workdir to reuse them.
 STACKED_TWEIGHTS = Profile(
     datasets=('stacked_digits',),
     families=('ddgan', 'ddgan_t1x4'),
-    seeds=(0, 1),
+    seeds=(0, 1, 2),
     overrides={},
     variants={'ddgan_t1x4': ('ddgan', {'ddgan.last_step_weight': 4.0})},
     num_samples=1000,
@@ -400,18 +400,23 @@ STACKED_TWEIGHTS = Profile(
 T_SWEEP_UNIFORM = _SWEEP
 
 # Every profile above was measured with uniform steps unless its variants say
-# otherwise. Ring8 and the digits recipes now train the last step more often
-# (ddgan.last_step_weight, sections 14 and 15), so each profile pins the old
-# default under its own settings and its command still reproduces its figures.
+# otherwise. Ring8 and digits now train the last step more often
+# (ddgan.last_step_weight, sections 14 and 15), so each profile pins the
+# uniform steps under its own settings. The ring8 profiles measured at T = 4
+# before ring8's default became T = 8 (section 11) pin T = 4 as well. With the
+# pins their commands train what they trained then.
 _UNIFORM = {'ddgan.last_step_weight': 1.0}
+_RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 
-def _pinned(profile: Profile) -> Profile:
+def _pinned(name: str, profile: Profile) -> Profile:
   overrides = dict(profile.overrides)
   overrides['ddgan', '*'] = {**_UNIFORM, **overrides.get(('ddgan', '*'), {})}
+  if name in _RING8_T4:
+    overrides['ddgan', 'ring8'] = {'ddgan.num_steps': 4, **overrides.get(('ddgan', 'ring8'), {})}
   return dataclasses.replace(profile, overrides=overrides)
 
 
 for _name, _value in list(globals().items()):
   if isinstance(_value, Profile):
-    globals()[_name] = _pinned(_value)
+    globals()[_name] = _pinned(_name, _value)

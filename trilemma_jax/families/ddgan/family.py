@@ -84,7 +84,8 @@ def sample_t(key: jax.Array, batch: int, num_steps: int,
   """``[batch]`` int32 time indices in ``1..num_steps``.
 
   Uniform without ``weights``; otherwise ``t`` is drawn with probabilities
-  proportional to ``weights[t - 1]`` (``ddgan.t_weights``).
+  proportional to ``weights[t - 1]`` (:func:`step_weights` of ``ddgan.t_weights``
+  and ``ddgan.last_step_weight``).
   """
   if len(weights) == 0:
     return jax.random.randint(key, (batch,), 1, num_steps + 1, dtype=jnp.int32)
