@@ -308,11 +308,11 @@ RING8_T8_G256_FIVE_SEEDS = Profile(
 # Stacked digits at T = 8, the step count that evened the mode weights on grid25
 # and ring8 (sections 1 and 11), with the digits nets and with twice their
 # widths (G ch 32, D channels 64/128). 'ddgan' is the T = 4 default: copy
-# seeds 0 and 1 from a coverage workdir to reuse them.
+# its seeds from a coverage workdir to reuse them.
 STACKED_T8 = Profile(
     datasets=('stacked_digits',),
     families=('ddgan', 'ddgan_T8', 'ddgan_T8_wide'),
-    seeds=(0, 1),
+    seeds=(0, 1, 2),
     overrides={},
     variants={
         'ddgan_T8': ('ddgan', {'ddgan.num_steps': 8}),
