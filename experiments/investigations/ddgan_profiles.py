@@ -395,6 +395,20 @@ STACKED_TWEIGHTS = Profile(
     description='stacked digits DDGAN T = 4: the last step drawn 4x as often as the others',
 )
 
+# Grid25 at T = 8 (packs of 4) with uniform steps and with the last step drawn
+# 8x as often, the setting that evened ring8's mode weights at T = 8 (section 14).
+GRID25_T8_TWEIGHTS = Profile(
+    datasets=('grid25',),
+    families=('ddgan_T8', 'ddgan_T8_t1x8'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_T8': ('ddgan', {'ddgan.num_steps': 8}),
+              'ddgan_T8_t1x8': ('ddgan', {'ddgan.num_steps': 8, 'ddgan.last_step_weight': 8.0})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 8, packs of 4: uniform steps and the last step drawn 8x as often',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
