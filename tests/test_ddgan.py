@@ -44,7 +44,8 @@ DIGITS = Info('digits', (8, 8, 1), 'image', 10)
 def schedule_of(c):
   """The diffusion of config ``c``, as build_family makes it."""
   d = c.ddgan
-  return diffusion.ddgan_vp_schedule(d.num_steps, beta_min=d.beta_min, beta_max=d.beta_max)
+  return diffusion.ddgan_vp_schedule(d.num_steps, beta_min=d.beta_min, beta_max=d.beta_max,
+                                    time_power=d.time_power)
 
 
 def small_config(dataset='grid25', **ddgan_overrides):
@@ -487,6 +488,27 @@ def test_last_step_weight_scales_the_weight_of_t1_for_any_number_of_steps():
       families.build(small_config(last_step_weight=bad), grid)
   # A run saved before the key existed drew uniform steps.
   assert_saved_without_key_is_the_same_run('last_step_weight', 2.0)
+
+
+def test_time_power_sets_the_schedule_the_family_builds():
+  for power in (1.0, 2.0):
+    c = small_config(num_steps=8, time_power=power)
+    parts = ddgan.build_parts(c, POINTS)
+    expected = diffusion.ddgan_vp_schedule(8, time_power=power)
+    np.testing.assert_array_equal(np.asarray(parts.schedule.alpha_bars),
+                                  np.asarray(expected.alpha_bars))
+  # A smaller first step at the same end point.
+  one = ddgan.build_parts(small_config(num_steps=8), POINTS).schedule
+  two = ddgan.build_parts(small_config(num_steps=8, time_power=2.0), POINTS).schedule
+  assert float(two.alpha_bars[1]) > float(one.alpha_bars[1])
+  np.testing.assert_allclose(float(two.alpha_bars[8]), float(one.alpha_bars[8]), rtol=1e-6)
+  grid = data.load_info('grid25')
+  for bad, match in [(0.0, 'a positive number'), (-1.0, 'a positive number'),
+                     (float('nan'), 'a positive number'), (float('inf'), 'must be finite')]:
+    with pytest.raises(ValueError, match=f'time_power.*{match}|{match}.*time_power'):
+      families.build(small_config(time_power=bad), grid)
+  # A run saved before the key existed used the official grid.
+  assert_saved_without_key_is_the_same_run('time_power', 2.0)
 
 
 @pytest.mark.parametrize('weights,expected', [

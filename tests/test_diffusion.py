@@ -23,9 +23,10 @@ def ref_cosine_betas(T, s=0.008):
   return np.array([min(1 - f(t) / f(t - 1), 0.999) for t in range(1, T + 1)])
 
 
-def ref_ddgan_alpha_bars(T, beta_min=0.1, beta_max=20.0, eps=1e-3):
-  """alpha_bar_0..T of the official DDGAN code, renormalised so alpha_bar_0 = 1."""
-  tau = np.array([i / T * (1 - eps) + eps for i in range(T + 1)])
+def ref_ddgan_alpha_bars(T, beta_min=0.1, beta_max=20.0, eps=1e-3, power=1.0):
+  """alpha_bar_0..T of the official DDGAN code, renormalised so alpha_bar_0 = 1
+  (``power`` != 1: the same on the time grid (i / T)**power)."""
+  tau = np.array([(i / T) ** power * (1 - eps) + eps for i in range(T + 1)])
   var = 1 - np.exp(-0.5 * tau ** 2 * (beta_max - beta_min) - tau * beta_min)
   return (1 - var) / (1 - var[0])
 
@@ -89,6 +90,24 @@ def test_ddgan_schedule_matches_official_discretisation(T):
   abar = ref_ddgan_alpha_bars(T)
   np.testing.assert_allclose(np.asarray(s.alpha_bars, np.float64), abar, rtol=2e-6, atol=1e-10)
   assert_schedule_matches(s, 1 - abar[1:] / abar[:-1])
+
+
+@pytest.mark.parametrize('power', [1.5, 2.0, 3.0])
+def test_ddgan_schedule_time_power(power):
+  s = dm.ddgan_vp_schedule(8, time_power=power)
+  abar = ref_ddgan_alpha_bars(8, power=power)
+  np.testing.assert_allclose(np.asarray(s.alpha_bars, np.float64), abar, rtol=2e-6, atol=1e-10)
+  assert_schedule_matches(s, 1 - abar[1:] / abar[:-1])
+  # The power moves the inner steps only: same end point, a smaller first step.
+  official = ref_ddgan_alpha_bars(8)
+  np.testing.assert_allclose(abar[-1], official[-1], rtol=1e-12)
+  assert abar[1] > official[1]
+  # Power 1 is the official grid bit for bit.
+  np.testing.assert_array_equal(np.asarray(dm.ddgan_vp_schedule(8, time_power=1.0).alpha_bars),
+                                np.asarray(dm.ddgan_vp_schedule(8).alpha_bars))
+  for bad in (0.0, -1.0, float('inf'), float('nan')):
+    with pytest.raises(ValueError, match='time_power'):
+      dm.ddgan_vp_schedule(8, time_power=bad)
 
 
 def test_ddgan_t4_end_point():

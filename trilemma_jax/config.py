@@ -42,6 +42,7 @@ ADDED_KEYS: dict[str, Any] = {
     'ddgan.pack': 1,
     'ddgan.t_weights': [],  # (as JSON) uniform t
     'ddgan.last_step_weight': 1.0,
+    'ddgan.time_power': 1.0,  # the official uniform time grid
     'model.image.arch': 'unet',  # DDGAN's image networks
     'model.image.attn_resolutions': [],  # (as JSON) DDGAN's before NCSN++; DDPM always had it
     'ddpm.ancestral': True,

@@ -156,21 +156,28 @@ def cosine_schedule(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -
 
 
 def ddgan_vp_schedule(num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0,
-                      t_min: float = 1e-3) -> Schedule:
+                      t_min: float = 1e-3, time_power: float = 1.0) -> Schedule:
   """The VP-SDE discretisation of DDGAN (Xiao et al. 2022, official code).
 
-  Continuous times ``tau_i = (i / T)(1 - t_min) + t_min`` for ``i = 0..T``;
+  Continuous times ``tau_i = (i / T)**time_power (1 - t_min) + t_min`` for
+  ``i = 0..T``; the official grid is ``time_power = 1`` (uniform in ``tau``). A
+  power above 1 puts the steps closer together near the data (a smaller first
+  step, as the polynomial time grids of EDM-style samplers do) and keeps
+  ``tau_T = 1``, so ``x_T`` is as noisy as before;
   ``var(tau) = 1 - exp(-½ tau² (beta_max - beta_min) - tau beta_min)``;
   ``beta_i = 1 - (1 - var(tau_i)) / (1 - var(tau_{i-1}))`` for ``i = 1..T``.
   The data sit at ``i = 0`` with ``alpha_bar_0 = 1`` here; the official code puts
   a ``beta`` of 1e-8 there instead (a 1e-8 relative difference in ``alpha_bar``).
   """
   _check_steps(num_steps)
-  if not 0.0 < t_min < 1.0 or not 0.0 < beta_min < beta_max:
+  if (not 0.0 < t_min < 1.0 or not 0.0 < beta_min < beta_max
+      or not 0.0 < time_power < math.inf):
     raise ValueError(
-        f'ddgan_vp_schedule needs 0 < t_min < 1 and 0 < beta_min < beta_max; got '
-        f't_min={t_min}, beta_min={beta_min}, beta_max={beta_max}.')
-  tau = np.arange(num_steps + 1, dtype=np.float64) / num_steps * (1.0 - t_min) + t_min
+        f'ddgan_vp_schedule needs 0 < t_min < 1, 0 < beta_min < beta_max and a finite '
+        f'time_power > 0; got t_min={t_min}, beta_min={beta_min}, beta_max={beta_max}, '
+        f'time_power={time_power}.')
+  grid = (np.arange(num_steps + 1, dtype=np.float64) / num_steps) ** time_power
+  tau = grid * (1.0 - t_min) + t_min
   log_alpha_bar = -0.5 * tau ** 2 * (beta_max - beta_min) - tau * beta_min
   betas = -np.expm1(log_alpha_bar[1:] - log_alpha_bar[:-1])
   return schedule_from_betas(betas)

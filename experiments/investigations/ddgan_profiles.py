@@ -409,6 +409,54 @@ GRID25_T8_TWEIGHTS = Profile(
     description='grid25 DDGAN T = 8, packs of 4: uniform steps and the last step drawn 8x as often',
 )
 
+# Ring8 at its default (T = 8, packs of 4, the last step drawn 8x as often) on
+# time grids with a smaller first step: tau_i = (i / T)**p. At p = 1 (the
+# official grid) x_1 has noise std 0.40 and steps 5-8 all sit at std >= 0.99;
+# p = 1.5, 2, 3 give x_1 std 0.16, 0.065, 0.016 (docs/ddgan_steps.md section 20).
+RING8_TIME_POWER = Profile(
+    datasets=('ring8',),
+    families=('ddgan_p1', 'ddgan_p1_5', 'ddgan_p2', 'ddgan_p3'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_p' + f'{p:g}'.replace('.', '_'):
+              ('ddgan', {'ddgan.last_step_weight': 8.0, 'ddgan.time_power': p})
+              for p in (1.0, 1.5, 2.0, 3.0)},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8, last step weighted 8: time grids (i / T)**p, p = 1, 1.5, 2, 3',
+)
+
+# The finer grids make ring8's last step easy (98 %HQ from exact x_1, section
+# 20), so the weight 8 on it may be spent on the wrong step: p = 1.5 and 2 with
+# uniform steps, and p = 1.5 with the last step drawn 4x as often.
+RING8_TIME_POWER_WEIGHTS = Profile(
+    datasets=('ring8',),
+    families=('ddgan_p1_5_w1', 'ddgan_p1_5_w4', 'ddgan_p2_w1'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={f'ddgan_p{name}_w{w:g}': ('ddgan', {'ddgan.last_step_weight': w,
+                                                  'ddgan.time_power': p})
+              for name, p, w in (('1_5', 1.5, 1.0), ('1_5', 1.5, 4.0), ('2', 2.0, 1.0))},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8: time grids p = 1.5 and 2 with the last step weighted 1 or 4',
+)
+
+# Grid25 at its default (T = 4, packs of 4, uniform steps) on the time grids
+# (i / T)**p: x_1 noise std 0.69 (p = 1), 0.40 (1.5), 0.21 (2) against a mode
+# spacing of 2 (section 20).
+GRID25_TIME_POWER = Profile(
+    datasets=('grid25',),
+    families=('ddgan_p1', 'ddgan_p1_5', 'ddgan_p2'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_p' + f'{p:g}'.replace('.', '_'): ('ddgan', {'ddgan.time_power': p})
+              for p in (1.0, 1.5, 2.0)},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4, packs of 4: time grids (i / T)**p, p = 1, 1.5, 2',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP

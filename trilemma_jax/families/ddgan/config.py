@@ -51,6 +51,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   c.ddgan.num_steps = 4  # T: 1 (a one-shot GAN), 2, 4 or 8; NFE = T
   c.ddgan.beta_min = 0.1
   c.ddgan.beta_max = 20.0
+  # tau_i = (i / T)**time_power on the VP-SDE's time axis (diffusion.ddgan_vp_schedule);
+  # 1.0 is the official uniform grid, above 1 the first step (x_0 -> x_1) is smaller.
+  c.ddgan.time_power = 1.0
   c.ddgan.data_scale = 1.0  # the networks see data_scale * x; samples are divided back
   c.ddgan.r1_gamma = 0.02  # gamma of gamma/2 ||grad_{x_{t-1}} D(real)||^2; 0 = off
   c.ddgan.r1_every = 15  # lazy R1 (official: applied every 15 D updates, not rescaled)
@@ -245,6 +248,10 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
         f'(T = config.ddgan.num_steps = {config.ddgan.num_steps}), or () for uniform steps.')
   if t_weights and not (all(math.isfinite(w) for w in t_weights) and sum(t_weights) > 0):
     raise ValueError(f'config.ddgan.t_weights={t_weights} must be finite and not all zero.')
+  power = validation.positive('config.ddgan.time_power',
+                              config_lib.setting(config, 'ddgan.time_power'))
+  if not math.isfinite(power):
+    raise ValueError(f'config.ddgan.time_power={power} must be finite.')
   last = validation.positive('config.ddgan.last_step_weight',
                              config_lib.setting(config, 'ddgan.last_step_weight'))
   if not math.isfinite(last):

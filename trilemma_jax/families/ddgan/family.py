@@ -401,7 +401,9 @@ class Parts(NamedTuple):
 def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
   """The :class:`Parts` of a validated DDGAN ``config`` on ``info``."""
   d = config.ddgan
-  schedule = diffusion.ddgan_vp_schedule(d.num_steps, beta_min=d.beta_min, beta_max=d.beta_max)
+  schedule = diffusion.ddgan_vp_schedule(
+      d.num_steps, beta_min=d.beta_min, beta_max=d.beta_max,
+      time_power=config_lib.setting(config, 'ddgan.time_power'))
   generator, discriminator = build_networks(config, info, schedule)
   return Parts(schedule=schedule, generator=generator, discriminator=discriminator,
                shape=tuple(info.shape), latent_dim=config.model.latent_dim,
