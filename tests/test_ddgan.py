@@ -768,11 +768,13 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
   for name, profile in found.items():
     for entry in profile.families:
       own = profile.variants.get(entry, ('', {}))[1]
-      if profile.family_of(entry) != 'ddgan' or 'ddgan.last_step_weight' in own:
+      if profile.family_of(entry) != 'ddgan':
         continue
       for dataset in profile.datasets:
         c = families.get_config('ddgan', dataset, profile.overrides_for(entry, dataset))
-        assert c.ddgan.last_step_weight == 1.0, (name, entry, dataset)
+        for key in ('last_step_weight', 'time_power'):
+          if f'ddgan.{key}' not in own:
+            assert c.ddgan[key] == 1.0, (name, entry, dataset, key)
   ring8 = found['RING8_T8_TWEIGHTS']
   c = families.get_config('ddgan', 'ring8', ring8.overrides_for('ddgan_T8_t1x8', 'ring8'))
   assert ddgan.build_parts(c, data.load_info('ring8')).t_weights == (8.0,) + (1.0,) * 7
@@ -780,6 +782,9 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
   grid = found['GRID25_T4_TWEIGHTS']
   c = families.get_config('ddgan', 'grid25', grid.overrides_for('ddgan_t1x4', 'grid25'))
   assert ddgan.build_parts(c, POINTS).t_weights == (4.0, 1.0, 1.0, 1.0)
+  c = families.get_config('ddgan', 'ring8',
+                          found['RING8_TIME_POWER'].overrides_for('ddgan_p1_5', 'ring8'))
+  assert (c.ddgan.time_power, c.ddgan.last_step_weight) == (1.5, 8.0)
   # Profiles measured at T = 4 on ring8, before its default became T = 8, keep T = 4.
   for name in ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE'):
     for entry in found[name].families:

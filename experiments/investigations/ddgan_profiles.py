@@ -442,6 +442,22 @@ RING8_TIME_POWER_WEIGHTS = Profile(
     description='ring8 DDGAN T = 8: time grids p = 1.5 and 2 with the last step weighted 1 or 4',
 )
 
+# At p = 1.5 the last step from exact x_1 is sharp (98 %HQ) and the sampler
+# loses most of the rest at the step from x_2 (section 20): train t = 2 more
+# often as well.
+RING8_TIME_POWER_STEP2 = Profile(
+    datasets=('ring8',),
+    families=('ddgan_p1_5_t44', 'ddgan_p1_5_t842'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={name: ('ddgan', {'ddgan.time_power': 1.5, 'ddgan.t_weights': w})
+              for name, w in (('ddgan_p1_5_t44', (4.0, 4.0) + (1.0,) * 6),
+                              ('ddgan_p1_5_t842', (8.0, 4.0, 2.0) + (1.0,) * 5))},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8, time grid p = 1.5: steps 1 and 2 trained more often',
+)
+
 # Grid25 at its default (T = 4, packs of 4, uniform steps) on the time grids
 # (i / T)**p: x_1 noise std 0.69 (p = 1), 0.40 (1.5), 0.21 (2) against a mode
 # spacing of 2 (section 20).
@@ -457,17 +473,54 @@ GRID25_TIME_POWER = Profile(
     description='grid25 DDGAN T = 4, packs of 4: time grids (i / T)**p, p = 1, 1.5, 2',
 )
 
+# Digits at its default (T = 4, the last step drawn 4x as often) on the time
+# grids p = 1.5 and 2 (x_1 noise std 0.40 and 0.21 against 0.69). The p = 1 row
+# is DIGITS_T4_TWEIGHTS's 'ddgan_T4_t1x4' (the same draws as last_step_weight
+# 4): copy its seeds from that workdir to reuse them.
+DIGITS_TIME_POWER = Profile(
+    datasets=('digits',),
+    families=('ddgan_T4_t1x4', 'ddgan_T4_w4_p1_5', 'ddgan_T4_w4_p2'),
+    seeds=(0, 1, 2),
+    overrides=_SWEEP.overrides,
+    variants={
+        'ddgan_T4_t1x4': DIGITS_T4_TWEIGHTS.variants['ddgan_T4_t1x4'],
+        **{'ddgan_T4_w4_p' + f'{p:g}'.replace('.', '_'):
+           ('ddgan', {'ddgan.num_steps': 4, 'ddgan.last_step_weight': 4.0,
+                      'ddgan.time_power': p})
+           for p in (1.5, 2.0)},
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='digits DDGAN T = 4, last step weighted 4: time grids p = 1, 1.5, 2',
+)
+
+# Stacked digits at its default (T = 4, uniform steps) on the time grids
+# p = 1.5 and 2. 'ddgan' is the coverage profile's stacked DDGAN: copy its
+# seeds from a coverage workdir to reuse them.
+STACKED_TIME_POWER = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_p1_5', 'ddgan_p2'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={'ddgan_p' + f'{p:g}'.replace('.', '_'): ('ddgan', {'ddgan.time_power': p})
+              for p in (1.5, 2.0)},
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: time grids (i / T)**p, p = 1, 1.5, 2',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
 
-# Every profile above was measured with uniform steps unless its variants say
-# otherwise. Ring8 and digits now train the last step more often
-# (ddgan.last_step_weight, sections 14 and 15), so each profile pins the
-# uniform steps under its own settings. The ring8 profiles measured at T = 4
+# Every profile above was measured with uniform steps on the official time grid
+# unless its variants say otherwise. Ring8 and digits now train the last step
+# more often (ddgan.last_step_weight, sections 14 and 15), and a config default
+# may come to use another grid (ddgan.time_power, section 20), so each profile
+# pins both under its own settings. The ring8 profiles measured at T = 4
 # before ring8's default became T = 8 (section 11) pin T = 4 as well. With the
 # pins their commands train what they trained then.
-_UNIFORM = {'ddgan.last_step_weight': 1.0}
+_UNIFORM = {'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 
