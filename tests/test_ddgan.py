@@ -289,15 +289,23 @@ def test_default_networks_have_the_data_shape(dataset, shape):
 
 
 def test_ring8_gets_eight_steps_and_the_other_mixtures_four():
-  """Ring8's recipe differs from grid25's in T and the weight of its last step only
-  (docs/ddgan_steps.md, sections 11 and 14)."""
+  """Ring8's recipe differs from grid25's in T, the time grid and the step weights only
+  (docs/ddgan_steps.md, sections 11 and 20)."""
   ring8, grid25 = get_config('ring8'), get_config('grid25')
   assert (ring8.ddgan.num_steps, grid25.ddgan.num_steps) == (8, 4)
+  weights = (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4
   assert config_lib.changed_keys(json.loads(grid25.to_json_best_effort()), ring8) == [
-      ('data.name', 'grid25', 'ring8'), ('ddgan.last_step_weight', 1.0, 8.0),
-      ('ddgan.num_steps', 4, 8)]
-  assert ddgan.build_parts(ring8, data.load_info('ring8')).t_weights == (8.0,) + (1.0,) * 7
+      ('data.name', 'grid25', 'ring8'), ('ddgan.num_steps', 4, 8),
+      ('ddgan.t_weights', [], list(weights)), ('ddgan.time_power', 1.0, 1.5)]
+  parts = ddgan.build_parts(ring8, data.load_info('ring8'))
+  assert parts.t_weights == weights
+  np.testing.assert_array_equal(np.asarray(parts.schedule.alpha_bars),
+                                np.asarray(diffusion.ddgan_vp_schedule(8, time_power=1.5).alpha_bars))
   assert ddgan.build_parts(grid25, POINTS).t_weights == ()
+  # The weights are per step: another T on ring8 is refused with what to do.
+  ring8.ddgan.num_steps = 4
+  with pytest.raises(ValueError, match=r'8 weights.*T = config.ddgan.num_steps = 4.*\(\)'):
+    families.build(ring8, data.load_info('ring8'))
 
 
 def test_the_digits_recipe_trains_the_last_step_four_times_as_often_at_any_T():
@@ -772,9 +780,9 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
         continue
       for dataset in profile.datasets:
         c = families.get_config('ddgan', dataset, profile.overrides_for(entry, dataset))
-        for key in ('last_step_weight', 'time_power'):
+        for key, neutral in (('last_step_weight', 1.0), ('time_power', 1.0), ('t_weights', ())):
           if f'ddgan.{key}' not in own:
-            assert c.ddgan[key] == 1.0, (name, entry, dataset, key)
+            assert c.ddgan[key] == neutral, (name, entry, dataset, key)
   ring8 = found['RING8_T8_TWEIGHTS']
   c = families.get_config('ddgan', 'ring8', ring8.overrides_for('ddgan_T8_t1x8', 'ring8'))
   assert ddgan.build_parts(c, data.load_info('ring8')).t_weights == (8.0,) + (1.0,) * 7

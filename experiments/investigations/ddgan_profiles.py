@@ -458,6 +458,38 @@ RING8_TIME_POWER_STEP2 = Profile(
     description='ring8 DDGAN T = 8, time grid p = 1.5: steps 1 and 2 trained more often',
 )
 
+# Weights falling by halves from t = 1 (8, 4, 2, 1, ...) were the best of
+# RING8_TIME_POWER_STEP2: a steeper fall from 16, and the same weights at p = 2.
+RING8_TIME_POWER_STEP2_MORE = Profile(
+    datasets=('ring8',),
+    families=('ddgan_p1_5_t16842', 'ddgan_p2_t842'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_p1_5_t16842': ('ddgan', {'ddgan.time_power': 1.5,
+                                              'ddgan.t_weights': (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4}),
+              'ddgan_p2_t842': ('ddgan', {'ddgan.time_power': 2.0,
+                                          'ddgan.t_weights': (8.0, 4.0, 2.0) + (1.0,) * 5})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8: weights 16, 8, 4, 2, 1.. at p = 1.5; 8, 4, 2, 1.. at p = 2',
+)
+
+# Steeper still (32, 16, 8, 4, 2, 1, ...) at p = 1.5, and 16, 8, 4, 2, 1, ... on
+# the grid between the official one and p = 1.5.
+RING8_TIME_POWER_STEEPER = Profile(
+    datasets=('ring8',),
+    families=('ddgan_p1_5_t32', 'ddgan_p1_25_t16'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_p1_5_t32': ('ddgan', {'ddgan.time_power': 1.5,
+                                           'ddgan.t_weights': (32.0, 16.0, 8.0, 4.0, 2.0, 1.0, 1.0, 1.0)}),
+              'ddgan_p1_25_t16': ('ddgan', {'ddgan.time_power': 1.25,
+                                            'ddgan.t_weights': (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN T = 8: weights 32, 16, .. at p = 1.5; 16, 8, .. at p = 1.25',
+)
+
 # Grid25 at its default (T = 4, packs of 4, uniform steps) on the time grids
 # (i / T)**p: x_1 noise std 0.69 (p = 1), 0.40 (1.5), 0.21 (2) against a mode
 # spacing of 2 (section 20).
@@ -474,39 +506,36 @@ GRID25_TIME_POWER = Profile(
 )
 
 # Digits at its default (T = 4, the last step drawn 4x as often) on the time
-# grids p = 1.5 and 2 (x_1 noise std 0.40 and 0.21 against 0.69). The p = 1 row
+# grid p = 1.5 (x_1 noise std 0.40 against 0.69). The p = 1 row
 # is DIGITS_T4_TWEIGHTS's 'ddgan_T4_t1x4' (the same draws as last_step_weight
 # 4): copy its seeds from that workdir to reuse them.
 DIGITS_TIME_POWER = Profile(
     datasets=('digits',),
-    families=('ddgan_T4_t1x4', 'ddgan_T4_w4_p1_5', 'ddgan_T4_w4_p2'),
+    families=('ddgan_T4_t1x4', 'ddgan_T4_w4_p1_5'),
     seeds=(0, 1, 2),
     overrides=_SWEEP.overrides,
     variants={
         'ddgan_T4_t1x4': DIGITS_T4_TWEIGHTS.variants['ddgan_T4_t1x4'],
-        **{'ddgan_T4_w4_p' + f'{p:g}'.replace('.', '_'):
-           ('ddgan', {'ddgan.num_steps': 4, 'ddgan.last_step_weight': 4.0,
-                      'ddgan.time_power': p})
-           for p in (1.5, 2.0)},
+        'ddgan_T4_w4_p1_5': ('ddgan', {'ddgan.num_steps': 4, 'ddgan.last_step_weight': 4.0,
+                                       'ddgan.time_power': 1.5}),
     },
     num_samples=_SWEEP.num_samples,
     speed_repeats=_SWEEP.speed_repeats,
-    description='digits DDGAN T = 4, last step weighted 4: time grids p = 1, 1.5, 2',
+    description='digits DDGAN T = 4, last step weighted 4: time grids p = 1 and 1.5',
 )
 
-# Stacked digits at its default (T = 4, uniform steps) on the time grids
-# p = 1.5 and 2. 'ddgan' is the coverage profile's stacked DDGAN: copy its
+# Stacked digits at its default (T = 4, uniform steps) on the time grid
+# p = 1.5. 'ddgan' is the coverage profile's stacked DDGAN: copy its
 # seeds from a coverage workdir to reuse them.
 STACKED_TIME_POWER = Profile(
     datasets=('stacked_digits',),
-    families=('ddgan', 'ddgan_p1_5', 'ddgan_p2'),
+    families=('ddgan', 'ddgan_p1_5'),
     seeds=(0, 1, 2),
     overrides={},
-    variants={'ddgan_p' + f'{p:g}'.replace('.', '_'): ('ddgan', {'ddgan.time_power': p})
-              for p in (1.5, 2.0)},
+    variants={'ddgan_p1_5': ('ddgan', {'ddgan.time_power': 1.5})},
     num_samples=1000,
     speed_repeats=3,
-    description='stacked digits DDGAN T = 4: time grids (i / T)**p, p = 1, 1.5, 2',
+    description='stacked digits DDGAN T = 4: time grids (i / T)**p, p = 1 and 1.5',
 )
 
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
@@ -514,13 +543,13 @@ STACKED_TIME_POWER = Profile(
 T_SWEEP_UNIFORM = _SWEEP
 
 # Every profile above was measured with uniform steps on the official time grid
-# unless its variants say otherwise. Ring8 and digits now train the last step
-# more often (ddgan.last_step_weight, sections 14 and 15), and a config default
-# may come to use another grid (ddgan.time_power, section 20), so each profile
-# pins both under its own settings. The ring8 profiles measured at T = 4
+# unless its variants say otherwise. Digits now trains the last step more often
+# (ddgan.last_step_weight, section 15) and ring8 its late steps, on a finer grid
+# (ddgan.t_weights and ddgan.time_power, section 20), so each profile pins
+# uniform steps and the official grid under its own settings. The ring8 profiles measured at T = 4
 # before ring8's default became T = 8 (section 11) pin T = 4 as well. With the
 # pins their commands train what they trained then.
-_UNIFORM = {'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0}
+_UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 
