@@ -9,6 +9,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -515,8 +516,13 @@ def test_time_power_sets_the_schedule_the_family_builds():
                      (float('nan'), 'a positive number'), (float('inf'), 'must be finite')]:
     with pytest.raises(ValueError, match=f'time_power.*{match}|{match}.*time_power'):
       families.build(small_config(time_power=bad), grid)
-  # A run saved before the key existed used the official grid.
+  # A run saved before the key existed used the official grid: it resumes as the
+  # same run, and its config.json builds the official schedule.
   assert_saved_without_key_is_the_same_run('time_power', 2.0)
+  saved = json.loads(small_config(num_steps=8).to_json_best_effort())
+  del saved['ddgan']['time_power']
+  old = ddgan.build_parts(ml_collections.ConfigDict(saved), POINTS).schedule
+  np.testing.assert_array_equal(np.asarray(old.alpha_bars), np.asarray(one.alpha_bars))
 
 
 @pytest.mark.parametrize('weights,expected', [

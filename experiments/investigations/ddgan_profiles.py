@@ -409,7 +409,7 @@ GRID25_T8_TWEIGHTS = Profile(
     description='grid25 DDGAN T = 8, packs of 4: uniform steps and the last step drawn 8x as often',
 )
 
-# Ring8 at its default (T = 8, packs of 4, the last step drawn 8x as often) on
+# Ring8 at its session-12 default (T = 8, packs of 4, the last step drawn 8x as often) on
 # time grids with a smaller first step: tau_i = (i / T)**p. At p = 1 (the
 # official grid) x_1 has noise std 0.40 and steps 5-8 all sit at std >= 0.99;
 # p = 1.5, 2, 3 give x_1 std 0.16, 0.065, 0.016 (docs/ddgan_steps.md section 20).

@@ -249,7 +249,8 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
   if t_weights and len(t_weights) != config.ddgan.num_steps:
     raise ValueError(
         f'config.ddgan.t_weights has {len(t_weights)} weights; give one per step '
-        f'(T = config.ddgan.num_steps = {config.ddgan.num_steps}), or () for uniform steps.')
+        f'(T = config.ddgan.num_steps = {config.ddgan.num_steps}), or () for uniform steps '
+        "(--config.ddgan.t_weights='()').")
   if t_weights and not (all(math.isfinite(w) for w in t_weights) and sum(t_weights) > 0):
     raise ValueError(f'config.ddgan.t_weights={t_weights} must be finite and not all zero.')
   power = validation.positive('config.ddgan.time_power',
