@@ -76,6 +76,16 @@ def assert_saved_without_key_is_the_same_run(key, other_value):
   assert [k for k, _, _ in config_lib.changed_keys(saved, new)] == [f'ddgan.{key}']
 
 
+def assert_rejects_non_positive_and_non_finite(key):
+  """``ddgan.<key>`` must be a positive finite number, checked when the family is built."""
+  grid = data.load_info('grid25')
+  for bad, match in [(0.0, 'a positive number'), (-1.0, 'a positive number'),
+                     (-2.0, 'a positive number'), (float('nan'), 'a positive number'),
+                     (float('inf'), 'must be finite')]:
+    with pytest.raises(ValueError, match=f'{key}.*{match}|{match}.*{key}'):
+      families.build(small_config(**{key: bad}), grid)
+
+
 def make_batch(info, b=16, seed=0):
   rng = np.random.default_rng(seed)
   x = np.tanh(rng.normal(size=(b, *info.shape))).astype(np.float32)
@@ -490,11 +500,7 @@ def test_last_step_weight_scales_the_weight_of_t1_for_any_number_of_steps():
   for steps in (2, 4, 8):
     parts = ddgan.build_parts(small_config(num_steps=steps, last_step_weight=5.0), POINTS)
     assert parts.t_weights == (5.0,) + (1.0,) * (steps - 1)
-  grid = data.load_info('grid25')
-  for bad, match in [(0.0, 'a positive number'), (-2.0, 'a positive number'),
-                     (float('nan'), 'a positive number'), (float('inf'), 'must be finite')]:
-    with pytest.raises(ValueError, match=f'last_step_weight.*{match}|{match}.*last_step_weight'):
-      families.build(small_config(last_step_weight=bad), grid)
+  assert_rejects_non_positive_and_non_finite('last_step_weight')
   # A run saved before the key existed drew uniform steps.
   assert_saved_without_key_is_the_same_run('last_step_weight', 2.0)
 
@@ -511,11 +517,7 @@ def test_time_power_sets_the_schedule_the_family_builds():
   two = ddgan.build_parts(small_config(num_steps=8, time_power=2.0), POINTS).schedule
   assert float(two.alpha_bars[1]) > float(one.alpha_bars[1])
   np.testing.assert_allclose(float(two.alpha_bars[8]), float(one.alpha_bars[8]), rtol=1e-6)
-  grid = data.load_info('grid25')
-  for bad, match in [(0.0, 'a positive number'), (-1.0, 'a positive number'),
-                     (float('nan'), 'a positive number'), (float('inf'), 'must be finite')]:
-    with pytest.raises(ValueError, match=f'time_power.*{match}|{match}.*time_power'):
-      families.build(small_config(time_power=bad), grid)
+  assert_rejects_non_positive_and_non_finite('time_power')
   # A run saved before the key existed used the official grid: it resumes as the
   # same run, and its config.json builds the official schedule.
   assert_saved_without_key_is_the_same_run('time_power', 2.0)

@@ -253,14 +253,10 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
         "(--config.ddgan.t_weights='()').")
   if t_weights and not (all(math.isfinite(w) for w in t_weights) and sum(t_weights) > 0):
     raise ValueError(f'config.ddgan.t_weights={t_weights} must be finite and not all zero.')
-  power = validation.positive('config.ddgan.time_power',
-                              config_lib.setting(config, 'ddgan.time_power'))
-  if not math.isfinite(power):
-    raise ValueError(f'config.ddgan.time_power={power} must be finite.')
-  last = validation.positive('config.ddgan.last_step_weight',
-                             config_lib.setting(config, 'ddgan.last_step_weight'))
-  if not math.isfinite(last):
-    raise ValueError(f'config.ddgan.last_step_weight={last} must be finite.')
+  for key in ('time_power', 'last_step_weight'):
+    value = validation.positive(f'config.ddgan.{key}', config_lib.setting(config, f'ddgan.{key}'))
+    if not math.isfinite(value):
+      raise ValueError(f'config.ddgan.{key}={value} must be finite.')
   if config.data.batch_size % pack:
     raise ValueError(f'config.data.batch_size={config.data.batch_size} is not a multiple of '
                      f'config.ddgan.pack={pack}; the discriminator scores whole packs.')
