@@ -300,16 +300,17 @@ def test_default_networks_have_the_data_shape(dataset, shape):
 
 
 def test_ring8_gets_eight_steps_and_the_other_mixtures_four():
-  """Ring8's recipe differs from grid25's in T, the time grid and the step weights only
-  (docs/ddgan_steps.md, sections 11 and 20)."""
+  """Ring8's recipe differs from grid25's in T, the time grid, the step weights and the
+  energy score only (docs/ddgan_steps.md, sections 11, 20 and 21)."""
   ring8, grid25 = get_config('ring8'), get_config('grid25')
   assert (ring8.ddgan.num_steps, grid25.ddgan.num_steps) == (8, 4)
   weights = (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4
   assert config_lib.changed_keys(json.loads(grid25.to_json_best_effort()), ring8) == [
-      ('data.name', 'grid25', 'ring8'), ('ddgan.num_steps', 4, 8),
-      ('ddgan.t_weights', [], list(weights)), ('ddgan.time_power', 1.0, 1.5)]
+      ('data.name', 'grid25', 'ring8'), ('ddgan.energy_weight', 0.0, 0.3),
+      ('ddgan.num_steps', 4, 8), ('ddgan.t_weights', [], list(weights)),
+      ('ddgan.time_power', 1.0, 1.5)]
   parts = ddgan.build_parts(ring8, data.load_info('ring8'))
-  assert parts.t_weights == weights
+  assert parts.t_weights == weights and parts.energy_weight == 0.3
   np.testing.assert_array_equal(np.asarray(parts.schedule.alpha_bars),
                                 np.asarray(diffusion.ddgan_vp_schedule(8, time_power=1.5).alpha_bars))
   assert ddgan.build_parts(grid25, POINTS).t_weights == ()
@@ -788,7 +789,8 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
         continue
       for dataset in profile.datasets:
         c = families.get_config('ddgan', dataset, profile.overrides_for(entry, dataset))
-        for key, neutral in (('last_step_weight', 1.0), ('time_power', 1.0), ('t_weights', ())):
+        for key, neutral in (('last_step_weight', 1.0), ('time_power', 1.0), ('t_weights', ()),
+                             ('energy_weight', 0.0)):
           if f'ddgan.{key}' not in own:
             assert c.ddgan[key] == neutral, (name, entry, dataset, key)
   ring8 = found['RING8_T8_TWEIGHTS']

@@ -333,6 +333,47 @@ def test_label_mode_metrics_uniform_and_collapsed():
   np.testing.assert_allclose(collapsed['kl_uniform'], math.log(1000), rtol=1e-12)
 
 
+def test_label_kl_parts_separates_channel_imbalance_from_dependence():
+  # Every label once: nothing to split.
+  every = np.stack(np.unravel_index(np.arange(1000), (10, 10, 10)), axis=1)
+  parts = metrics.label_kl_parts(every)
+  assert abs(parts['kl_uniform']) < 1e-12 and abs(parts['dependence']) < 1e-12
+  np.testing.assert_allclose(parts['channel_kl'], 0.0, atol=1e-12)
+  np.testing.assert_allclose(parts['channel_shares'], 0.1, rtol=1e-12)
+
+  # The same digit in all three channels: each channel is uniform, all the KL
+  # (log 100 over 10 of 1000 labels) is the channels' dependence, 2 log 10.
+  same = np.repeat(np.tile(np.arange(10), 7)[:, None], 3, axis=1)
+  parts = metrics.label_kl_parts(same)
+  np.testing.assert_allclose(parts['channel_kl'], 0.0, atol=1e-12)
+  np.testing.assert_allclose(parts['dependence'], 2 * math.log(10), rtol=1e-12)
+  np.testing.assert_allclose(parts['kl_uniform'], math.log(100), rtol=1e-12)
+
+  # Independent channels, channel 0 unbalanced (3/4 zeros, 1/4 ones): the exact
+  # product table has no dependence and channel 0 carries the whole KL.
+  rows = [(a, b, c) for a in (0, 0, 0, 1) for b in range(10) for c in range(10)]
+  parts = metrics.label_kl_parts(np.array(rows))
+  expected = 0.75 * math.log(7.5) + 0.25 * math.log(2.5)
+  np.testing.assert_allclose(parts['channel_kl'], [expected, 0.0, 0.0], atol=1e-12)
+  assert abs(parts['dependence']) < 1e-12
+  np.testing.assert_allclose(parts['kl_uniform'], expected, rtol=1e-12)
+  np.testing.assert_allclose(parts['channel_shares'][0, :3], [0.75, 0.25, 0.0], rtol=1e-12)
+
+  # A hand-built histogram: the dependence is sum_c H(p_c) - H(p), written out.
+  digits = np.array([[1, 2, 3]] * 6 + [[0, 0, 7]] * 3 + [[9, 9, 9]] * 1)
+  entropy = lambda p: -sum(q * math.log(q) for q in p)
+  h_joint = entropy([0.6, 0.3, 0.1])  # every channel has the same three-way split
+  parts = metrics.label_kl_parts(digits)
+  np.testing.assert_allclose(parts['dependence'], 3 * h_joint - h_joint, rtol=1e-12)
+  np.testing.assert_allclose(parts['channel_kl'], math.log(10) - h_joint, rtol=1e-12)
+  assert parts['kl_uniform'] == metrics.label_mode_metrics(digits, 1000)['kl_uniform']
+
+  with pytest.raises(ValueError, match=r'per-channel predictions \[N, C\]'):
+    metrics.label_kl_parts(np.arange(10))
+  with pytest.raises(ValueError, match='range'):
+    metrics.label_kl_parts(np.array([[1, 2, 10]]))
+
+
 def test_label_mode_metrics_rejects_bad_input():
   with pytest.raises(ValueError, match='range'):
     metrics.label_mode_metrics(np.array([[1, 2, 10]]), 1000)

@@ -490,6 +490,27 @@ RING8_TIME_POWER_STEEPER = Profile(
     description='ring8 DDGAN T = 8: weights 32, 16, .. at p = 1.5; 16, 8, .. at p = 1.25',
 )
 
+# At ring8's default the steps from x_2 and x_3 are too narrow: the generator
+# ignores its latent where q(x_{t-1} | x_t) spans neighbouring modes (section
+# 20). The energy score asks for the right spread; at weights 1 and 3 it blurred
+# grid25 (section 5), so much smaller weights here. 'ddgan_p1_5_t16842' is
+# RING8_TIME_POWER_STEP2_MORE's run of the default: copy its seeds to reuse them.
+_ENERGY_WEIGHTS = ('0_03', '0_1', '0_3', '1')
+_RING8_DEFAULT = {'ddgan.time_power': 1.5, 'ddgan.t_weights': (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4}
+RING8_ENERGY = Profile(
+    datasets=('ring8',),
+    families=('ddgan_p1_5_t16842',) + tuple(f'ddgan_energy{w}' for w in _ENERGY_WEIGHTS),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_p1_5_t16842': ('ddgan', _RING8_DEFAULT),
+              **{f'ddgan_energy{w}': ('ddgan', {**_RING8_DEFAULT,
+                                                'ddgan.energy_weight': float(w.replace('_', '.'))})
+                 for w in _ENERGY_WEIGHTS}},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN at its default with energy-score weights 0 to 1',
+)
+
 # Grid25 at its default (T = 4, packs of 4, uniform steps) on the time grids
 # (i / T)**p: x_1 noise std 0.69 (p = 1), 0.40 (1.5), 0.21 (2) against a mode
 # spacing of 2 (section 20).
@@ -503,6 +524,21 @@ GRID25_TIME_POWER = Profile(
     num_samples=_SWEEP.num_samples,
     speed_repeats=_SWEEP.speed_repeats,
     description='grid25 DDGAN T = 4, packs of 4: time grids (i / T)**p, p = 1, 1.5, 2',
+)
+
+# Grid25 at its default with the small energy-score weights that evened ring8's
+# mode weights (section 21). 'ddgan_p1' is GRID25_TIME_POWER's run of the
+# default: copy its seeds to reuse them.
+GRID25_ENERGY_SMALL = Profile(
+    datasets=('grid25',),
+    families=('ddgan_p1', 'ddgan_energy0_1'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={'ddgan_p1': ('ddgan', {'ddgan.time_power': 1.0}),
+              'ddgan_energy0_1': ('ddgan', {'ddgan.energy_weight': 0.1})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4, packs of 4: energy-score weights 0 and 0.1',
 )
 
 # Digits at its default (T = 4, the last step drawn 4x as often) on the time
@@ -538,18 +574,53 @@ STACKED_TIME_POWER = Profile(
     description='stacked digits DDGAN T = 4: time grids (i / T)**p, p = 1 and 1.5',
 )
 
+# Stacked digits: most of the DDGAN's KL to uniform is in each channel's own
+# digit shares (an ambiguous sample is read as an 8), so a sharper sampler
+# should be more even. Twice the nets' widths, and twice the training steps, at
+# the default T = 4. 'ddgan' is the coverage profile's stacked DDGAN: copy its
+# seeds from a coverage workdir to reuse them.
+STACKED_CAPACITY = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_wide', 'ddgan_2x_steps'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={
+        'ddgan_wide': ('ddgan', {'model.image.ch': 32, 'model.image.d_channels': (64, 128)}),
+        'ddgan_2x_steps': ('ddgan', {'train.steps': 2400}),
+    },
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: twice the nets\' widths; twice the steps',
+)
+
+# Stacked digits with the energy-score weight that evened ring8's mode weights
+# (section 21). 'ddgan' is the coverage profile's stacked DDGAN: copy its seeds
+# from a coverage workdir to reuse them.
+STACKED_ENERGY = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_energy0_1'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={'ddgan_energy0_1': ('ddgan', {'ddgan.energy_weight': 0.1})},
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: energy-score weights 0 and 0.1',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
 
 # Every profile above was measured with uniform steps on the official time grid
-# unless its variants say otherwise. Digits now trains the last step more often
-# (ddgan.last_step_weight, section 15) and ring8 its late steps, on a finer grid
-# (ddgan.t_weights and ddgan.time_power, section 20), so each profile pins
-# uniform steps and the official grid under its own settings. The ring8 profiles measured at T = 4
+# and no energy score unless its variants say otherwise. Digits now trains the
+# last step more often (ddgan.last_step_weight, section 15) and ring8 its late
+# steps, on a finer grid (ddgan.t_weights and ddgan.time_power, section 20), with
+# an energy score (ddgan.energy_weight, section 21), so each profile pins
+# uniform steps, the official grid and no energy score under its own settings. The ring8 profiles measured at T = 4
 # before ring8's default became T = 8 (section 11) pin T = 4 as well. With the
 # pins their commands train what they trained then.
-_UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0}
+_UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0,
+            'ddgan.energy_weight': 0.0}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 

@@ -13,6 +13,7 @@ from trilemma_jax.metrics.manifold import density_coverage
 from trilemma_jax.metrics.manifold import nearest_neighbour_radii
 from trilemma_jax.metrics.manifold import prdc
 from trilemma_jax.metrics.manifold import precision_recall
+from trilemma_jax.metrics.modes import label_kl_parts
 from trilemma_jax.metrics.modes import label_mode_metrics
 from trilemma_jax.metrics.modes import mode_metrics
 from trilemma_jax.metrics.speed import time_sampler
@@ -23,6 +24,7 @@ __all__ = [
     'frechet_distance',
     'frechet_distance_from_statistics',
     'kernel_distance',
+    'label_kl_parts',
     'label_mode_metrics',
     'mode_metrics',
     'nearest_neighbour_radii',
