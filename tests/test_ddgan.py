@@ -800,6 +800,10 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
   grid = found['GRID25_T4_TWEIGHTS']
   c = families.get_config('ddgan', 'grid25', grid.overrides_for('ddgan_t1x4', 'grid25'))
   assert ddgan.build_parts(c, POINTS).t_weights == (4.0, 1.0, 1.0, 1.0)
+  energy = found['RING8_ENERGY']
+  for entry, weight in (('ddgan_energy0_3', 0.3), ('ddgan_p1_5_t16842', 0.0)):
+    c = families.get_config('ddgan', 'ring8', energy.overrides_for(entry, 'ring8'))
+    assert ddgan.build_parts(c, data.load_info('ring8')).energy_weight == weight, entry
   c = families.get_config('ddgan', 'ring8',
                           found['RING8_TIME_POWER'].overrides_for('ddgan_p1_5', 'ring8'))
   assert (c.ddgan.time_power, c.ddgan.last_step_weight) == (1.5, 8.0)

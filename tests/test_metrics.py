@@ -341,8 +341,9 @@ def test_label_kl_parts_separates_channel_imbalance_from_dependence():
   np.testing.assert_allclose(parts['channel_kl'], 0.0, atol=1e-12)
   np.testing.assert_allclose(parts['channel_shares'], 0.1, rtol=1e-12)
 
-  # The same digit in all three channels: each channel is uniform, all the KL
-  # (log 100 over 10 of 1000 labels) is the channels' dependence, 2 log 10.
+  # The same digit in all three channels: each channel is uniform, and all the KL
+  # (10 of the 1000 labels, each at p = 0.1: log(1000 / 10)) is the channels'
+  # dependence, 2 log 10.
   same = np.repeat(np.tile(np.arange(10), 7)[:, None], 3, axis=1)
   parts = metrics.label_kl_parts(same)
   np.testing.assert_allclose(parts['channel_kl'], 0.0, atol=1e-12)
@@ -366,10 +367,12 @@ def test_label_kl_parts_separates_channel_imbalance_from_dependence():
   parts = metrics.label_kl_parts(digits)
   np.testing.assert_allclose(parts['dependence'], 3 * h_joint - h_joint, rtol=1e-12)
   np.testing.assert_allclose(parts['channel_kl'], math.log(10) - h_joint, rtol=1e-12)
-  assert parts['kl_uniform'] == metrics.label_mode_metrics(digits, 1000)['kl_uniform']
+  np.testing.assert_allclose(parts['kl_uniform'], 3 * math.log(10) - h_joint, rtol=1e-12)
 
   with pytest.raises(ValueError, match=r'per-channel predictions \[N, C\]'):
     metrics.label_kl_parts(np.arange(10))
+  with pytest.raises(ValueError, match=r'C >= 1, got shape \(5, 0\)'):
+    metrics.label_kl_parts(np.zeros((5, 0), np.int32))
   with pytest.raises(ValueError, match='range'):
     metrics.label_kl_parts(np.array([[1, 2, 10]]))
 

@@ -490,20 +490,21 @@ RING8_TIME_POWER_STEEPER = Profile(
     description='ring8 DDGAN T = 8: weights 32, 16, .. at p = 1.5; 16, 8, .. at p = 1.25',
 )
 
-# At ring8's default the steps from x_2 and x_3 are too narrow: the generator
-# ignores its latent where q(x_{t-1} | x_t) spans neighbouring modes (section
-# 20). The energy score asks for the right spread; at weights 1 and 3 it blurred
-# grid25 (section 5), so much smaller weights here. 'ddgan_p1_5_t16842' is
-# RING8_TIME_POWER_STEP2_MORE's run of the default: copy its seeds to reuse them.
+# With section 20's ring8 recipe the steps from x_2 and x_3 are too narrow: the
+# generator ignores its latent where q(x_{t-1} | x_t) spans neighbouring modes.
+# The energy score asks for the right spread; at weights 1 and 3 it blurred
+# grid25 (section 5), so much smaller weights here (section 21).
+# 'ddgan_p1_5_t16842' is RING8_TIME_POWER_STEP2_MORE's run of that recipe: copy
+# its seeds to reuse them.
 _ENERGY_WEIGHTS = ('0_03', '0_1', '0_3', '1')
-_RING8_DEFAULT = {'ddgan.time_power': 1.5, 'ddgan.t_weights': (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4}
+_RING8_SECTION20 = {'ddgan.time_power': 1.5, 'ddgan.t_weights': (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4}
 RING8_ENERGY = Profile(
     datasets=('ring8',),
     families=('ddgan_p1_5_t16842',) + tuple(f'ddgan_energy{w}' for w in _ENERGY_WEIGHTS),
     seeds=(0, 1, 2, 3, 4),
     overrides={},
-    variants={'ddgan_p1_5_t16842': ('ddgan', _RING8_DEFAULT),
-              **{f'ddgan_energy{w}': ('ddgan', {**_RING8_DEFAULT,
+    variants={'ddgan_p1_5_t16842': ('ddgan', _RING8_SECTION20),
+              **{f'ddgan_energy{w}': ('ddgan', {**_RING8_SECTION20,
                                                 'ddgan.energy_weight': float(w.replace('_', '.'))})
                  for w in _ENERGY_WEIGHTS}},
     num_samples=_SWEEP.num_samples,
@@ -575,9 +576,9 @@ STACKED_TIME_POWER = Profile(
 )
 
 # Stacked digits: most of the DDGAN's KL to uniform is in each channel's own
-# digit shares (an ambiguous sample is read as an 8), so a sharper sampler
-# should be more even. Twice the nets' widths, and twice the training steps, at
-# the default T = 4. 'ddgan' is the coverage profile's stacked DDGAN: copy its
+# digit shares (an ambiguous sample is read as an 8; section 22). Does a sharper
+# sampler give more even shares? Twice the nets' widths, and twice the training
+# steps, at the default T = 4. 'ddgan' is the coverage profile's stacked DDGAN: copy its
 # seeds from a coverage workdir to reuse them.
 STACKED_CAPACITY = Profile(
     datasets=('stacked_digits',),
@@ -616,9 +617,10 @@ T_SWEEP_UNIFORM = _SWEEP
 # last step more often (ddgan.last_step_weight, section 15) and ring8 its late
 # steps, on a finer grid (ddgan.t_weights and ddgan.time_power, section 20), with
 # an energy score (ddgan.energy_weight, section 21), so each profile pins
-# uniform steps, the official grid and no energy score under its own settings. The ring8 profiles measured at T = 4
-# before ring8's default became T = 8 (section 11) pin T = 4 as well. With the
-# pins their commands train what they trained then.
+# uniform steps, the official grid and no energy score under its own settings.
+# The ring8 profiles measured at T = 4 before ring8's default became T = 8
+# (section 11) pin T = 4 as well. With the pins their commands train what they
+# trained then.
 _UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0,
             'ddgan.energy_weight': 0.0}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')

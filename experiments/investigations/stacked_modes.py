@@ -1,13 +1,15 @@
 """Where a stacked-digits run's KL to uniform comes from: each channel, or the channels together.
 
 For each run and sampler it draws the 26,000 samples the evaluation draws (same
-keys and batches, so its modes and KL are the run's ``eval.json`` figures),
+keys and batches, so its modes and KL are the run's ``eval.json`` figures when
+the run was evaluated with the default sampling seed 0, as the harness does),
 labels every channel with the digits classifier, and splits the KL with
 :func:`trilemma_jax.metrics.label_kl_parts`: each channel's own imbalance of
 digit classes, and the dependence between the channels. It prints every class's
 share of each channel times 10 (1 = fair). Two reference rows come first: the
 first 26,000 training images, labelled by the classifier and by their true
-labels (what sampling 26,000 from the data costs).
+labels: the KL that 26,000 draws of the data itself score, this protocol's
+floor.
 
   .venv/bin/python experiments/investigations/stacked_modes.py \\
       --workdirs runs/coverage/runs/stacked_digits/ddgan/seed_0,... [--out stacked_modes.json]
@@ -38,7 +40,7 @@ def _row(name: str, labels: np.ndarray) -> dict:
 
 def run_rows(workdir: str, feature_net) -> list[dict]:
   config = evaluation.load_config(workdir)
-  info = data.load_info(config.data.name)
+  info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
   if info.name != 'stacked_digits':
     raise ValueError(f'{workdir} trained on {info.name!r}; this script reads stacked_digits runs.')
   family = families.build(config, info)
@@ -47,6 +49,9 @@ def run_rows(workdir: str, feature_net) -> list[dict]:
   for sampler in family.samplers:
     x = sampling.draw(sampling.sampler_fn(family, sampler), state, info.protocol.mode_samples,
                       batch=speed.SPEED_BATCH)
+    if not np.all(np.isfinite(x)):
+      print(f'{workdir} ({sampler}): samples not finite, no mode figures (as in eval.json)')
+      continue
     labels = np.asarray(feature_net.predict(np.clip(x, -1.0, 1.0)))
     rows.append(_row(f'{workdir} ({sampler})', labels))
   return rows

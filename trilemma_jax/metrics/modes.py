@@ -135,7 +135,7 @@ def label_kl_parts(labels: ArrayLike, *, digit_base: int = 10) -> dict:
 
   holds exactly: the first sum is each channel's own imbalance of digit
   classes, the last term (the total correlation of the channels' labels,
-  ≥ 0) is how far the channels are from independent. A sampler whose channels
+  ≥ 0 up to rounding) is how far the channels are from independent. A sampler whose channels
   each favour a class shows up in the first; one that ties the channels
   together (the same digit thrice) in the second.
 
@@ -146,8 +146,9 @@ def label_kl_parts(labels: ArrayLike, *, digit_base: int = 10) -> dict:
     share of a channel's labels).
   """
   y = np.asarray(labels)
-  if y.ndim != 2:
-    raise ValueError(f'labels must be per-channel predictions [N, C], got shape {y.shape}.')
+  if y.ndim != 2 or y.shape[1] < 1:
+    raise ValueError('labels must be per-channel predictions [N, C] with C >= 1, got shape '
+                     f'{y.shape}.')
   channels = y.shape[1]
   joint = label_mode_metrics(y, digit_base ** channels, digit_base=digit_base)
   counts = [np.bincount(y[:, c], minlength=digit_base) for c in range(channels)]

@@ -102,10 +102,10 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
       # one per step, so another T needs its own (or --config.ddgan.t_weights='()').
       c.ddgan.time_power = 1.5
       c.ddgan.t_weights = (16.0, 8.0, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0)
-      # An energy-score term makes the generator use its latent at the steps from
-      # x_2..x_5, which it otherwise ignores: 93.2-95.0 %HQ and reverse KL
-      # 0.002-0.006 on 5 of 5 seeds, against 92.1-93.8 and 0.004-0.019 without
-      # (docs/ddgan_steps.md, section 21).
+      # An energy-score term makes the generator use its latent, which it
+      # otherwise ignores (its steps from x_2..x_5 were too narrow): 93.2-95.0
+      # %HQ and reverse KL 0.002-0.006 on 5 of 5 seeds, against 92.1-93.8 and
+      # 0.004-0.019 without (docs/ddgan_steps.md, section 21).
       c.ddgan.energy_weight = 0.3
     return c
 
