@@ -338,6 +338,7 @@ def test_label_kl_parts_separates_channel_imbalance_from_dependence():
   every = np.stack(np.unravel_index(np.arange(1000), (10, 10, 10)), axis=1)
   parts = metrics.label_kl_parts(every)
   assert abs(parts['kl_uniform']) < 1e-12 and abs(parts['dependence']) < 1e-12
+  assert (parts['modes'], parts['max_modes']) == (1000, 1000)
   np.testing.assert_allclose(parts['channel_kl'], 0.0, atol=1e-12)
   np.testing.assert_allclose(parts['channel_shares'], 0.1, rtol=1e-12)
 
@@ -349,6 +350,7 @@ def test_label_kl_parts_separates_channel_imbalance_from_dependence():
   np.testing.assert_allclose(parts['channel_kl'], 0.0, atol=1e-12)
   np.testing.assert_allclose(parts['dependence'], 2 * math.log(10), rtol=1e-12)
   np.testing.assert_allclose(parts['kl_uniform'], math.log(100), rtol=1e-12)
+  assert parts['modes'] == 10
 
   # Independent channels, channel 0 unbalanced (3/4 zeros, 1/4 ones): the exact
   # product table has no dependence and channel 0 carries the whole KL.

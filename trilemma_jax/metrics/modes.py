@@ -134,14 +134,14 @@ def label_kl_parts(labels: ArrayLike, *, digit_base: int = 10) -> dict:
     KL(p̂ || U_{base^C}) = Σ_c KL(p̂_c || U_base) + Σ_c H(p̂_c) − H(p̂)
 
   holds exactly: the first sum is each channel's own imbalance of digit
-  classes, the last term (the total correlation of the channels' labels,
-  ≥ 0 up to rounding) is how far the channels are from independent. A sampler whose channels
-  each favour a class shows up in the first; one that ties the channels
-  together (the same digit thrice) in the second.
+  classes, the last term (the total correlation of the channels' labels, ≥ 0
+  up to rounding) is how far the channels are from independent. A sampler
+  whose channels each favour a class shows up in the first; one that ties the
+  channels together (the same digit thrice) in the second.
 
   Returns:
-    ``kl_uniform`` (as :func:`label_mode_metrics` with ``num_classes =
-    base^C``), ``channel_kl`` (C floats), ``dependence`` (the total
+    ``modes``, ``max_modes`` and ``kl_uniform`` (as :func:`label_mode_metrics`
+    with ``num_classes = base^C``), ``channel_kl`` (C floats), ``dependence`` (the total
     correlation), and ``channel_shares`` (``[C, base]`` float64: each class's
     share of a channel's labels).
   """
@@ -154,7 +154,7 @@ def label_kl_parts(labels: ArrayLike, *, digit_base: int = 10) -> dict:
   counts = [np.bincount(y[:, c], minlength=digit_base) for c in range(channels)]
   channel_kl = [_kl_to_uniform(n) for n in counts]
   return {
-      'kl_uniform': joint['kl_uniform'],
+      **joint,
       'channel_kl': channel_kl,
       'dependence': joint['kl_uniform'] - float(np.sum(channel_kl)),
       'channel_shares': np.stack([n / n.sum() for n in counts]),
