@@ -455,6 +455,33 @@ def test_energy_weight_adds_the_weighted_score_to_the_generator_loss_only():
   assert float(scored['g_grad_norm']) != float(plain['g_grad_norm'])
 
 
+def test_energy_from_step_counts_the_score_at_the_later_steps_only():
+  batch = make_batch(POINTS, b=64)
+
+  def energy(t_weights, from_step):
+    c = small_config(energy_weight=1.0, energy_from_step=from_step, t_weights=t_weights)
+    parts = ddgan.build_parts(c, POINTS)
+    assert parts.energy_from_step == from_step
+    state = ddgan.build_family(c, POINTS).init(jax.random.PRNGKey(3), batch)
+    draw = parts.draw(state.params['generator'], batch['x'], jax.random.PRNGKey(5))
+    return float(draw.metrics['energy_score'])
+
+  uniform = ()
+  every = energy(uniform, 1)
+  # The score of one example is >= 0 (triangle inequality), so dropping the
+  # examples at t = 1 lowers the batch mean, and dropping every step leaves 0.
+  assert 0 < energy(uniform, 2) < every
+  assert energy((1.0, 0.0, 0.0, 0.0), 2) == 0.0
+  # Steps all at or above the threshold: the same score as counting every step.
+  late = (0.0, 1.0, 1.0, 1.0)
+  assert energy(late, 2) == energy(late, 1) > 0
+  grid = data.load_info('grid25')
+  for bad, match in [(0, 'energy_from_step'), (5, 'energy_from_step=5 is above T')]:
+    with pytest.raises(ValueError, match=match):
+      families.build(small_config(energy_weight=1.0, energy_from_step=bad), grid)
+  assert_saved_without_key_is_the_same_run('energy_from_step', 2)
+
+
 def test_a_run_saved_before_energy_weight_existed_is_still_the_same_run():
   assert_saved_without_key_is_the_same_run('energy_weight', 1.0)
   with pytest.raises(ValueError, match='energy_weight'):

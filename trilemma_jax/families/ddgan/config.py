@@ -61,6 +61,8 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   # Weight of an energy-score penalty on the generator's x0 draws (two latents per
   # x_t); 0 is the original DDGAN. See docs/ddgan_steps.md, sections 5 and 21.
   c.ddgan.energy_weight = 0.0
+  # The lowest step t at which the energy score counts; 1 = every step.
+  c.ddgan.energy_from_step = 1
   # Pairs per discriminator logit (PacGAN packing, ddgan.nets.PackedDiscriminator);
   # 1 is the original DDGAN. The global batch must be a multiple of it.
   c.ddgan.pack = 1
@@ -248,6 +250,13 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
         config_lib.setting(config, 'model.image.attn_resolutions'))
   validation.non_negative('config.ddgan.energy_weight',
                           config_lib.setting(config, 'ddgan.energy_weight'))
+  energy_from_step = validation.positive_int('config.ddgan.energy_from_step',
+                                             config_lib.setting(config, 'ddgan.energy_from_step'))
+  if energy_from_step > config.ddgan.num_steps:
+    raise ValueError(
+        f'config.ddgan.energy_from_step={energy_from_step} is above T = '
+        f'config.ddgan.num_steps = {config.ddgan.num_steps}: the energy score would count at no '
+        'step; use a step in 1..T (or config.ddgan.energy_weight=0 for none).')
   pack = validation.positive_int('config.ddgan.pack', config_lib.setting(config, 'ddgan.pack'))
   t_weights = validation.tuple_of(validation.non_negative, min_length=0)(
       'config.ddgan.t_weights', config_lib.setting(config, 'ddgan.t_weights'))

@@ -143,7 +143,8 @@ def energy_score(x0_hat: jax.Array, x0_hat_2: jax.Array, x0: jax.Array) -> jax.A
 
 def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
               data_scale: float = 1.0, energy_weight: float = 0.0,
-              pack: int = 1, t_weights: Sequence[float] = ()) -> adversarial.DrawFn:
+              energy_from_step: int = 1, pack: int = 1,
+              t_weights: Sequence[float] = ()) -> adversarial.DrawFn:
   """Real and fake pairs of one update, from fresh ``t``, chain noise, ``z`` and posterior noise.
 
   The update's key is split four ways, in this order: ``t``, the real pair,
@@ -158,7 +159,10 @@ def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
   :func:`energy_score` as the generator's penalty, reported as
   ``energy_score``. The score asks the generator's step to be as wide as the
   true ``q(x0 | x_t)``; without it the generator learns to ignore ``z`` at the
-  late steps (docs/ddgan_steps.md, section 4).
+  late steps (docs/ddgan_steps.md, section 4). With ``energy_from_step = k > 1``
+  the score counts only for the examples drawn at steps ``t >= k`` (the others
+  add 0 to the batch mean), so the steps below ``k`` are trained by the
+  adversarial term alone.
 
   With ``pack > 1`` the ``pack`` consecutive examples of each discriminator
   pack (:class:`~trilemma_jax.families.ddgan.nets.PackedDiscriminator`) share
@@ -188,7 +192,10 @@ def make_draw(schedule: Schedule, g_apply: GeneratorFn, *, latent_dim: int,
     metrics, penalty = {'x0_rmse': rmse}, None
     if energy_weight > 0:
       z_2 = jax.random.normal(jax.random.fold_in(z_key, 1), (b, latent_dim), x0.dtype)
-      score = jnp.mean(energy_score(x0_hat, g_apply(g_params, x_t, z_2, t), x0))
+      scores = energy_score(x0_hat, g_apply(g_params, x_t, z_2, t), x0)
+      if energy_from_step > 1:
+        scores = jnp.where(t >= energy_from_step, scores, 0.0)
+      score = jnp.mean(scores)
       metrics['energy_score'] = score
       penalty = energy_weight * score
     return Draw(real=x_prev, fake=x_fake, cond=(x_t, t), metrics=metrics, g_penalty=penalty)
@@ -237,7 +244,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     latent_dim: int, data_scale: float = 1.0, n_critic: int = 1,
                     r1_gamma: float = 0.02, r1_every: int = 1, ema_decay: float = 0.999,
                     ema_warmup: bool = True, energy_weight: float = 0.0,
-                    pack: int = 1, t_weights: Sequence[float] = ()) -> Callable:
+                    energy_from_step: int = 1, pack: int = 1,
+                    t_weights: Sequence[float] = ()) -> Callable:
   """The pure step ``(state, batch) -> (state, metrics)`` (see the module docstring).
 
   Args:
@@ -252,6 +260,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     ema_decay, ema_warmup: generator EMA (see ``ema_decay_with_warmup``).
     energy_weight: weight of the generator's energy-score penalty (see
       :func:`make_draw`); 0 is the original DDGAN.
+    energy_from_step: the score counts at the steps ``t >= energy_from_step``
+      only (see :func:`make_draw`); 1 = every step.
     pack: examples per discriminator logit; ``discriminator`` must be a
       :class:`~trilemma_jax.families.ddgan.nets.PackedDiscriminator` of this pack.
     t_weights: relative frequencies of the steps ``t = 1..T`` in training (see
@@ -271,7 +281,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
 
   return adversarial.make_train_step(
       make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale,
-                energy_weight=energy_weight, pack=pack, t_weights=t_weights), d_apply,
+                energy_weight=energy_weight, energy_from_step=energy_from_step, pack=pack,
+                t_weights=t_weights), d_apply,
       g_optimizer, d_optimizer, loss='non_saturating', n_critic=n_critic, r1_gamma=r1_gamma,
       r1_every=r1_every, r1_rescale=False, ema_decay=ema_decay, ema_warmup=ema_warmup)
 
@@ -353,6 +364,7 @@ class Parts(NamedTuple):
     latent_dim: dimension of ``z``.
     data_scale: the networks see ``data_scale * x``.
     energy_weight: weight of the energy-score penalty (``ddgan.energy_weight``).
+    energy_from_step: the lowest step the penalty counts at (``ddgan.energy_from_step``).
     pack: pairs per discriminator logit (``ddgan.pack``).
     t_weights: relative frequencies of the steps in training, from
       ``ddgan.t_weights`` and ``ddgan.last_step_weight`` (:func:`step_weights`).
@@ -365,6 +377,7 @@ class Parts(NamedTuple):
   latent_dim: int
   data_scale: float
   energy_weight: float = 0.0
+  energy_from_step: int = 1
   pack: int = 1
   t_weights: tuple[float, ...] = ()
 
@@ -377,7 +390,7 @@ class Parts(NamedTuple):
     g_apply = lambda p, x_t, z, t: apply_generator(self.generator, p, x_t, z, t)
     return make_draw(self.schedule, g_apply, latent_dim=self.latent_dim,
                      data_scale=self.data_scale, energy_weight=self.energy_weight,
-                     pack=self.pack, t_weights=self.t_weights)(
+                     energy_from_step=self.energy_from_step, pack=self.pack, t_weights=self.t_weights)(
                          g_params, {'x': jnp.asarray(x0)}, key)
 
   def trajectory(self, g_params: Any, rng: jax.Array, n: int) -> jax.Array:
@@ -409,6 +422,7 @@ def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
                shape=tuple(info.shape), latent_dim=config.model.latent_dim,
                data_scale=float(d.data_scale),
                energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
+               energy_from_step=int(config_lib.setting(config, 'ddgan.energy_from_step')),
                pack=int(config_lib.setting(config, 'ddgan.pack')),
                t_weights=step_weights(d.num_steps, config_lib.setting(config, 'ddgan.t_weights'),
                                       config_lib.setting(config, 'ddgan.last_step_weight')))
@@ -484,7 +498,8 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
       generator, discriminator, g_optimizer, d_optimizer, schedule, latent_dim=latent_dim,
       data_scale=parts.data_scale, n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
       r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup,
-      energy_weight=parts.energy_weight, pack=parts.pack, t_weights=parts.t_weights)
+      energy_weight=parts.energy_weight, energy_from_step=parts.energy_from_step,
+      pack=parts.pack, t_weights=parts.t_weights)
 
   return adversarial.make_family(
       config.family,
