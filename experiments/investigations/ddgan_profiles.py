@@ -647,6 +647,22 @@ GRID25_ENERGY_LATE = Profile(
     description='grid25 DDGAN T = 4: the energy score at steps t >= 2 only, weights 0.1 to 1',
 )
 
+# Ring8 at its default with the energy score at t >= 2 only: the last step is then
+# the adversarial term's alone, as on grid25 above. 'ddgan_energy0_3' is
+# RING8_LATE's run of the default: copy its seeds to reuse them.
+RING8_ENERGY_LATE = Profile(
+    datasets=('ring8',),
+    families=('ddgan_energy0_3', 'ddgan_energy0_3_from2'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_energy0_3': ('ddgan', _RING8_SECTION21),
+              'ddgan_energy0_3_from2': ('ddgan', {**_RING8_SECTION21,
+                                                  'ddgan.energy_from_step': 2})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN at its default: the energy score at every step or at t >= 2 only',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
