@@ -681,6 +681,21 @@ RING8_EMA = Profile(
     description='ring8 DDGAN at its default: EMA 0.998 without the warm-up',
 )
 
+# Ring8 at its default between 3,000 and RING8_LATE's 6,000 steps. The two ends are
+# RING8_LATE's runs: copy their seeds to reuse them.
+RING8_STEPS = Profile(
+    datasets=('ring8',),
+    families=('ddgan_energy0_3', 'ddgan_4500_steps', 'ddgan_6000_steps'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_energy0_3': ('ddgan', _RING8_SECTION21),
+              **{f'ddgan_{n}_steps': ('ddgan', {**_RING8_SECTION21, 'train.steps': n})
+                 for n in (4500, 6000)}},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='ring8 DDGAN at its default: 3,000, 4,500 and 6,000 training steps',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
