@@ -300,15 +300,15 @@ def test_default_networks_have_the_data_shape(dataset, shape):
 
 
 def test_ring8_gets_eight_steps_and_the_other_mixtures_four():
-  """Ring8's recipe differs from grid25's in T, the time grid, the step weights and the
-  energy score only (docs/ddgan_steps.md, sections 11, 20 and 21)."""
+  """Ring8's recipe differs from grid25's in T, the time grid, the step weights, the
+  energy score and the training steps only (docs/ddgan_steps.md, sections 11, 20, 21, 23)."""
   ring8, grid25 = get_config('ring8'), get_config('grid25')
   assert (ring8.ddgan.num_steps, grid25.ddgan.num_steps) == (8, 4)
   weights = (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4
   assert config_lib.changed_keys(json.loads(grid25.to_json_best_effort()), ring8) == [
       ('data.name', 'grid25', 'ring8'), ('ddgan.energy_weight', 0.0, 0.3),
       ('ddgan.num_steps', 4, 8), ('ddgan.t_weights', [], list(weights)),
-      ('ddgan.time_power', 1.0, 1.5)]
+      ('ddgan.time_power', 1.0, 1.5), ('train.steps', 3000, 6000)]
   parts = ddgan.build_parts(ring8, data.load_info('ring8'))
   assert parts.t_weights == weights and parts.energy_weight == 0.3
   np.testing.assert_array_equal(np.asarray(parts.schedule.alpha_bars),
@@ -827,6 +827,11 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
   grid = found['GRID25_T4_TWEIGHTS']
   c = families.get_config('ddgan', 'grid25', grid.overrides_for('ddgan_t1x4', 'grid25'))
   assert ddgan.build_parts(c, POINTS).t_weights == (4.0, 1.0, 1.0, 1.0)
+  # Ring8 profiles measured at 3,000 steps keep them; a variant's own steps survive.
+  late = found['RING8_LATE']
+  for entry, steps in (('ddgan_energy0_3', 3000), ('ddgan_cosine', 3000), ('ddgan_6000_steps', 6000)):
+    assert late.overrides_for(entry, 'ring8')['train.steps'] == steps, entry
+  assert found['COVERAGE_PROBE'].overrides_for('ddgan', 'ring8')['train.steps'] == 3000
   energy = found['RING8_ENERGY']
   for entry, weight in (('ddgan_energy0_3', 0.3), ('ddgan_p1_5_t16842', 0.0)):
     c = families.get_config('ddgan', 'ring8', energy.overrides_for(entry, 'ring8'))

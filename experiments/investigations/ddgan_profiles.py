@@ -721,8 +721,9 @@ T_SWEEP_UNIFORM = _SWEEP
 # an energy score (ddgan.energy_weight, section 21), so each profile pins
 # uniform steps, the official grid and no energy score under its own settings.
 # The ring8 profiles measured at T = 4 before ring8's default became T = 8
-# (section 11) pin T = 4 as well. With the pins their commands train what they
-# trained then.
+# (section 11) pin T = 4 as well. Ring8 now trains 6,000 steps (section 23); the
+# profiles pin its earlier 3,000 unless they set their own. With the pins their
+# commands train what they trained then.
 _UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0,
             'ddgan.energy_weight': 0.0}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
@@ -731,6 +732,7 @@ _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'C
 def _pinned(name: str, profile: Profile) -> Profile:
   overrides = dict(profile.overrides)
   overrides['ddgan', '*'] = {**_UNIFORM, **overrides.get(('ddgan', '*'), {})}
+  overrides['ddgan', 'ring8'] = {'train.steps': 3000, **overrides.get(('ddgan', 'ring8'), {})}
   if name in _RING8_T4:
     overrides['ddgan', 'ring8'] = {'ddgan.num_steps': 4, **overrides.get(('ddgan', 'ring8'), {})}
   return dataclasses.replace(profile, overrides=overrides)
