@@ -8,7 +8,8 @@ DIR/runs/<dataset>/<family>/seed_<s>, evaluates it (eval.json beside it), and
 writes DIR/report.json, DIR/report.md, DIR/trilemma.png and
 DIR/samples/<dataset>_<family>.png (see trilemma_jax/harness.py). Running it
 again with the same DIR reuses finished runs and evaluations and resumes
-unfinished ones.
+unfinished ones. SIGTERM stops the job after the run in training has saved its
+step (that run is not evaluated, and no report is written).
 """
 
 from absl import app, flags, logging
@@ -35,7 +36,11 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   parallel.enable_compilation_cache()
-  result = harness.run_profile(profile, _WORKDIR.value, name=_PROFILE.value)
+  try:
+    result = harness.run_profile(profile, _WORKDIR.value, name=_PROFILE.value)
+  except harness.Stopped as e:  # SIGTERM: the run is saved; no report of a partial job
+    print(f'Stopped: {e}', flush=True)
+    return
   print(report.markdown_table(result['rows']))
   published = report.published_table(profile.datasets)
   if published:

@@ -277,3 +277,34 @@ def test_diverged_seeds_are_counted_not_hidden():
   agg = report.aggregate(rows)
   assert agg['fd'] == pytest.approx(3.0) and agg['diverged_seeds'] == [1]
   assert '| 3 (1 diverged) |' in report.markdown_table([agg])
+
+
+def test_a_stopped_run_is_saved_not_evaluated_and_the_job_resumes_it(tmp_path, monkeypatch):
+  """SIGTERM during a run's training stops the job; the next job resumes that run."""
+  from trilemma_jax import train
+  profile = profiles.Profile(
+      datasets=('grid25',), families=('gan',), seeds=(0,),
+      overrides={('gan', '*'): {'train.steps': 12, 'train.log_every': 4,
+                                'train.checkpoint_every': 100}},
+      num_samples=300, speed_repeats=1)
+  config = harness.family_config('gan', 'grid25', 0, profile.overrides_for('gan', 'grid25'))
+  workdir = harness.run_dir(str(tmp_path), 'grid25', 'gan', 0)
+  # What the loop sees when SIGTERM arrives after step 5.
+  monkeypatch.setattr(train.PreemptionSignal, 'requested', lambda self, step: step >= 5)
+  with pytest.raises(harness.Stopped, match=r'stopped at step 5 of 12 \(SIGTERM\)'):
+    harness.run_profile(profile, str(tmp_path), progress=False)
+  assert not os.path.exists(os.path.join(workdir, 'eval.json'))
+  assert not os.path.exists(tmp_path / 'report.json')
+  assert os.listdir(os.path.join(workdir, 'checkpoints')) == ['5']
+  monkeypatch.undo()
+  result = harness.run_profile(profile, str(tmp_path), progress=False)
+  (row,) = result['rows']
+  assert row['train_steps'] == 12
+  # An evaluation of an unfinished run (as an earlier version of the job wrote
+  # them) is not reused: the run is evaluated again at its full length.
+  saved = json.load(open(os.path.join(workdir, 'eval.json')))
+  saved['rows'][0]['train_steps'] = 5
+  saved['rows'][0]['fd'] = -1.0
+  evaluation.write_eval(workdir, saved['rows'], saved['settings'], saved['timing'])
+  rows, _ = harness.run_one(config, workdir, profile)
+  assert rows[0]['train_steps'] == 12 and rows[0]['fd'] >= 0

@@ -31,8 +31,12 @@ import ml_collections
 
 from trilemma_jax import config as config_lib
 from trilemma_jax import data as data_lib
-from trilemma_jax import evaluation, families, report, train
+from trilemma_jax import evaluation, families, parallel, report, train
 from trilemma_jax.profiles import Profile
+
+
+class Stopped(Exception):
+  """A run's training stopped before its last step (SIGTERM): it is saved, not evaluated."""
 
 
 def family_config(family: str, dataset: str, seed: int,
@@ -72,6 +76,10 @@ def run_one(config: ml_collections.ConfigDict, workdir: str,
     The run's rows, and the wall seconds of its phases: ``train`` (training,
     compile and the final outputs included) and ``evaluation`` (as measured
     when the evaluation was made).
+
+  Raises:
+    Stopped: training was stopped by SIGTERM before ``config.train.steps``; the
+      run is checkpointed and resumes when the job is run again.
   """
   check_same_setting(config, workdir)
   settings = eval_settings(config, profile)
@@ -79,11 +87,18 @@ def run_one(config: ml_collections.ConfigDict, workdir: str,
   if os.path.exists(eval_path):
     with open(eval_path) as f:
       saved = json.load(f)
-    if saved.get('settings') == json.loads(json.dumps(settings)) and saved['rows']:
+    # The rows' own step count guards against an evaluation of an unfinished run
+    # (written by a job of an earlier version that evaluated a stopped run).
+    if (saved.get('settings') == json.loads(json.dumps(settings)) and saved['rows'] and
+        all(r.get('train_steps') == config.train.steps for r in saved['rows'])):
       return saved['rows'], saved.get('timing', {})
   start = time.perf_counter()
-  train.train_and_evaluate(config, workdir)
+  state = train.train_and_evaluate(config, workdir)
   trained = time.perf_counter()
+  step = int(parallel.to_numpy(state.step))
+  if step < config.train.steps:
+    raise Stopped(f'{workdir} stopped at step {step} of {config.train.steps} (SIGTERM) and is '
+                  'saved there; run the same command again to resume it.')
   rows = evaluation.evaluate_run(workdir, num_samples=profile.num_samples,
                                  speed_repeats=profile.speed_repeats)
   timing = {'train': trained - start, 'evaluation': time.perf_counter() - trained}
