@@ -482,6 +482,42 @@ def test_energy_from_step_counts_the_score_at_the_later_steps_only():
   assert_saved_without_key_is_the_same_run('energy_from_step', 2)
 
 
+def test_r1_gamma_start_moves_gamma_geometrically_to_r1_gamma():
+  c = small_config(r1_gamma=0.1, r1_gamma_start=1.0, r1_every=1)
+  c.train.steps = 100
+  schedule = ddgan.r1_gamma_schedule(c)
+  np.testing.assert_allclose([float(schedule(jnp.int32(s))) for s in (0, 50, 100)],
+                             [1.0, 0.1 ** 0.5, 0.1], rtol=1e-6)
+  assert ddgan.r1_gamma_schedule(small_config(r1_gamma=0.3)) == 0.3  # start 0: constant
+  # The train step uses gamma of its own step: the scheduled family's D update
+  # equals the constant family's at gamma = start (step 0) and at gamma = end
+  # (last step).
+  batch = make_batch(POINTS)
+
+  def d_params_after_one_step(config, step):
+    family = ddgan.build_family(config, POINTS)
+    state = family.init(jax.random.PRNGKey(3), batch).replace(step=jnp.int32(step))
+    return jax.jit(family.train_step)(state, batch)[0].params['discriminator']
+
+  for step, gamma in ((0, 1.0), (100, 0.1)):
+    constant = small_config(r1_gamma=gamma, r1_every=1)
+    constant.train.steps = 100
+    chex.assert_trees_all_close(d_params_after_one_step(c, step),
+                                d_params_after_one_step(constant, step), rtol=1e-5, atol=1e-7)
+  other = small_config(r1_gamma=0.5, r1_every=1)
+  other.train.steps = 100
+  with pytest.raises(AssertionError):
+    chex.assert_trees_all_close(d_params_after_one_step(c, 0),
+                                d_params_after_one_step(other, 0), rtol=1e-5, atol=1e-7)
+  grid = data.load_info('grid25')
+  for bad, match in [(dict(r1_gamma_start=-1.0), 'r1_gamma_start'),
+                     (dict(r1_gamma_start=1.0, r1_gamma=0.0), 'needs a finite start and a positive'),
+                     (dict(r1_gamma_start=float('inf')), 'needs a finite start')]:
+    with pytest.raises(ValueError, match=match):
+      families.build(small_config(**bad), grid)
+  assert_saved_without_key_is_the_same_run('r1_gamma_start', 1.0)
+
+
 def test_a_run_saved_before_energy_weight_existed_is_still_the_same_run():
   assert_saved_without_key_is_the_same_run('energy_weight', 1.0)
   with pytest.raises(ValueError, match='energy_weight'):

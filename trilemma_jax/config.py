@@ -40,6 +40,7 @@ ADDED_KEYS: dict[str, Any] = {
     'model.compute_dtype': 'float32',
     'ddgan.energy_weight': 0.0,
     'ddgan.energy_from_step': 1,  # the score at every step
+    'ddgan.r1_gamma_start': 0.0,  # a constant R1 gamma
     'ddgan.pack': 1,
     'ddgan.t_weights': [],  # (as JSON) uniform t
     'ddgan.last_step_weight': 1.0,

@@ -100,7 +100,8 @@ def init_state(g_params: PyTree, d_variables: PyTree, g_optimizer: optax.Gradien
 
 def make_train_step(draw: DrawFn, d_apply: DApplyFn, g_optimizer: optax.GradientTransformation,
                     d_optimizer: optax.GradientTransformation, *, loss: str = 'non_saturating',
-                    n_critic: int = 1, r1_gamma: float = 0.0, r1_every: int = 1,
+                    n_critic: int = 1, r1_gamma: float | optax.Schedule = 0.0,
+                    r1_every: int = 1,
                     r1_rescale: bool = True, ema_decay: float = 0.999,
                     ema_warmup: bool = True) -> Callable[[TrainState, Batch],
                                                           tuple[TrainState, Metrics]]:
@@ -112,7 +113,8 @@ def make_train_step(draw: DrawFn, d_apply: DApplyFn, g_optimizer: optax.Gradient
     g_optimizer, d_optimizer: optax optimisers matching ``state.opt_state``.
     loss: 'minimax', 'non_saturating' or 'hinge'.
     n_critic: discriminator updates per step (static), each on a fresh draw.
-    r1_gamma: γ of the R1 penalty; 0 leaves it out (and unmeasured).
+    r1_gamma: γ of the R1 penalty, or a schedule of it (an optax schedule of
+      the step, ``state.step``); 0 leaves it out (and unmeasured).
     r1_every: apply R1 on every k-th discriminator update.
     r1_rescale: weight the lazy penalty by ``r1_every`` (StyleGAN2) or not.
     ema_decay, ema_warmup: generator EMA (see ``ema_decay_with_warmup``).
@@ -125,7 +127,8 @@ def make_train_step(draw: DrawFn, d_apply: DApplyFn, g_optimizer: optax.Gradient
     metrics of the generator update's draw.
   """
   d_loss_fn, g_loss_fn = losses.gan_losses(loss)
-  r1_weight = 0.5 * r1_gamma * (r1_every if r1_rescale else 1)
+  r1_off = not callable(r1_gamma) and r1_gamma == 0
+  r1_k = r1_every if r1_rescale else 1
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     key = state.step_rng()
@@ -143,7 +146,7 @@ def make_train_step(draw: DrawFn, d_apply: DApplyFn, g_optimizer: optax.Gradient
         fake_logits, _ = d_apply(d_params, d_state, fake, u.cond, False)
         adv = jnp.mean(d_loss_fn(real_logits, fake_logits))
         aux = {'d_loss': adv, 'real': real_logits, 'fake': fake_logits}
-        if r1_gamma == 0:
+        if r1_off:
           return adv, (new_d_state, aux)
         apply_r1 = (state.step * n_critic + i) % r1_every == 0
         # Every D evaluation of one update uses the state from before it, so they
@@ -153,6 +156,7 @@ def make_train_step(draw: DrawFn, d_apply: DApplyFn, g_optimizer: optax.Gradient
                                         u.real),
             d_params, apply_r1, every=r1_every)
         aux['r1'] = jnp.mean(r1)
+        r1_weight = 0.5 * (r1_gamma(state.step) if callable(r1_gamma) else r1_gamma) * r1_k
         return adv + jnp.where(apply_r1, r1_weight, 0.0) * aux['r1'], (new_d_state, aux)
 
       grads, (new_d_state, aux) = jax.grad(loss_fn, has_aux=True)(d_params)

@@ -57,6 +57,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   c.ddgan.data_scale = 1.0  # the networks see data_scale * x; samples are divided back
   c.ddgan.r1_gamma = 0.02  # gamma of gamma/2 ||grad_{x_{t-1}} D(real)||^2; 0 = off
   c.ddgan.r1_every = 15  # lazy R1 (official: applied every 15 D updates, not rescaled)
+  # > 0: R1's gamma starts here and moves geometrically to r1_gamma at the last
+  # step (ddgan.r1_gamma_schedule); 0 = r1_gamma throughout, the official recipe.
+  c.ddgan.r1_gamma_start = 0.0
   c.ddgan.n_critic = 1  # D updates per G update
   # Weight of an energy-score penalty on the generator's x0 draws (two latents per
   # x_t); 0 is the original DDGAN. See docs/ddgan_steps.md, sections 5 and 21.
@@ -254,6 +257,13 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
         config_lib.setting(config, 'model.image.attn_resolutions'))
   validation.non_negative('config.ddgan.energy_weight',
                           config_lib.setting(config, 'ddgan.energy_weight'))
+  r1_start = validation.non_negative('config.ddgan.r1_gamma_start',
+                                     config_lib.setting(config, 'ddgan.r1_gamma_start'))
+  if r1_start > 0 and not (config.ddgan.r1_gamma > 0 and math.isfinite(r1_start)):
+    raise ValueError(
+        f'config.ddgan.r1_gamma_start={r1_start} needs a finite start and a positive '
+        f'config.ddgan.r1_gamma (the value it ends at), got r1_gamma={config.ddgan.r1_gamma}; '
+        'use r1_gamma_start=0 for a constant gamma.')
   energy_from_step = validation.positive_int('config.ddgan.energy_from_step',
                                              config_lib.setting(config, 'ddgan.energy_from_step'))
   if energy_from_step > config.ddgan.num_steps:

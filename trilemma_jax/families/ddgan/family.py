@@ -242,7 +242,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     g_optimizer: optax.GradientTransformation,
                     d_optimizer: optax.GradientTransformation, schedule: Schedule, *,
                     latent_dim: int, data_scale: float = 1.0, n_critic: int = 1,
-                    r1_gamma: float = 0.02, r1_every: int = 1, ema_decay: float = 0.999,
+                    r1_gamma: float | optax.Schedule = 0.02, r1_every: int = 1, ema_decay: float = 0.999,
                     ema_warmup: bool = True, energy_weight: float = 0.0,
                     energy_from_step: int = 1, pack: int = 1,
                     t_weights: Sequence[float] = ()) -> Callable:
@@ -255,7 +255,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     latent_dim: dimension of ``z``.
     data_scale: the networks see ``data_scale * batch['x']``.
     n_critic: discriminator updates per step (same real batch, fresh t, pairs, z).
-    r1_gamma: gamma of the R1 penalty gamma/2 ||grad D(real)||^2; 0 disables it.
+    r1_gamma: gamma of the R1 penalty gamma/2 ||grad D(real)||^2, or an optax
+      schedule of it over the steps (:func:`r1_gamma_schedule`); 0 disables it.
     r1_every: apply R1 on every k-th discriminator update (not rescaled by k).
     ema_decay, ema_warmup: generator EMA (see ``ema_decay_with_warmup``).
     energy_weight: weight of the generator's energy-score penalty (see
@@ -485,6 +486,16 @@ def _optimizer(lr: float, o: ml_collections.ConfigDict,
   return optax.adam(schedule, b1=o.b1, b2=o.b2)
 
 
+def r1_gamma_schedule(config: ml_collections.ConfigDict) -> float | optax.Schedule:
+  """R1's gamma for the step: ``ddgan.r1_gamma``, or with ``ddgan.r1_gamma_start > 0``
+  a geometric path from that start at step 0 to ``r1_gamma`` at ``train.steps``."""
+  d = config.ddgan
+  start = float(config_lib.setting(config, 'ddgan.r1_gamma_start'))
+  if start <= 0:
+    return float(d.r1_gamma)
+  return optax.exponential_decay(start, config.train.steps, float(d.r1_gamma) / start)
+
+
 def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family:
   """The DDGAN :class:`Family` for a validated ``config`` on ``info``."""
   d = config.ddgan
@@ -496,7 +507,7 @@ def build_family(config: ml_collections.ConfigDict, info: DatasetInfo) -> Family
   latent_dim = parts.latent_dim
   train_step = make_train_step(
       generator, discriminator, g_optimizer, d_optimizer, schedule, latent_dim=latent_dim,
-      data_scale=parts.data_scale, n_critic=d.n_critic, r1_gamma=float(d.r1_gamma),
+      data_scale=parts.data_scale, n_critic=d.n_critic, r1_gamma=r1_gamma_schedule(config),
       r1_every=d.r1_every, ema_decay=config.ema.decay, ema_warmup=config.ema.warmup,
       energy_weight=parts.energy_weight, energy_from_step=parts.energy_from_step,
       pack=parts.pack, t_weights=parts.t_weights)
