@@ -759,6 +759,18 @@ GRID25_R1_SCHEDULE = Profile(
     description='grid25 DDGAN T = 4: R1 gamma from 1 or 3 down to 0.1 over the run',
 )
 
+# The same path from gamma 3 to a weaker end, 0.03, for sharper samples.
+GRID25_R1_SCHEDULE_END = Profile(
+    datasets=('grid25',),
+    families=('ddgan_r1_3to0_03',),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={'ddgan_r1_3to0_03': ('ddgan', {'ddgan.r1_gamma_start': 3.0, 'ddgan.r1_gamma': 0.03})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4: R1 gamma from 3 down to 0.03 over the run',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
