@@ -52,6 +52,7 @@ def schedule_of(c):
 def small_config(dataset='grid25', **ddgan_overrides):
   c = get_config(dataset)
   c.ddgan.pack = 1  # the tests of packing set it
+  c.ddgan.r1_gamma_start = 0.0  # a constant gamma; the test of the schedule sets it
   c.model.latent_dim, c.model.z_emb_dim, c.model.mapping_layers = 3, 8, 1
   c.model.time_dim, c.model.num_groups = 8, 2
   if 'points' in c.model:
@@ -301,13 +302,15 @@ def test_default_networks_have_the_data_shape(dataset, shape):
 
 def test_ring8_gets_eight_steps_and_the_other_mixtures_four():
   """Ring8's recipe differs from grid25's in T, the time grid, the step weights, the
-  energy score and the training steps only (docs/ddgan_steps.md, sections 11, 20, 21, 23)."""
+  energy score, the training steps and grid25's R1 path only (docs/ddgan_steps.md,
+  sections 11, 20, 21, 23)."""
   ring8, grid25 = get_config('ring8'), get_config('grid25')
   assert (ring8.ddgan.num_steps, grid25.ddgan.num_steps) == (8, 4)
   weights = (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4
   assert config_lib.changed_keys(json.loads(grid25.to_json_best_effort()), ring8) == [
       ('data.name', 'grid25', 'ring8'), ('ddgan.energy_weight', 0.0, 0.3),
-      ('ddgan.num_steps', 4, 8), ('ddgan.t_weights', [], list(weights)),
+      ('ddgan.num_steps', 4, 8), ('ddgan.r1_gamma_start', 3.0, 0.0),
+      ('ddgan.t_weights', [], list(weights)),
       ('ddgan.time_power', 1.0, 1.5), ('train.steps', 3000, 6000)]
   parts = ddgan.build_parts(ring8, data.load_info('ring8'))
   assert parts.t_weights == weights and parts.energy_weight == 0.3
@@ -853,7 +856,7 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
       for dataset in profile.datasets:
         c = families.get_config('ddgan', dataset, profile.overrides_for(entry, dataset))
         for key, neutral in (('last_step_weight', 1.0), ('time_power', 1.0), ('t_weights', ()),
-                             ('energy_weight', 0.0)):
+                             ('energy_weight', 0.0), ('r1_gamma_start', 0.0)):
           if f'ddgan.{key}' not in own:
             assert c.ddgan[key] == neutral, (name, entry, dataset, key)
   ring8 = found['RING8_T8_TWEIGHTS']

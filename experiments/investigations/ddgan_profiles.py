@@ -779,14 +779,16 @@ T_SWEEP_UNIFORM = _SWEEP
 # and no energy score unless its variants say otherwise. Digits now trains the
 # last step more often (ddgan.last_step_weight, section 15) and ring8 its late
 # steps, on a finer grid (ddgan.t_weights and ddgan.time_power, section 20), with
-# an energy score (ddgan.energy_weight, section 21), so each profile pins
-# uniform steps, the official grid and no energy score under its own settings.
+# an energy score (ddgan.energy_weight, section 21), and grid25's R1 gamma moves
+# from 3 to 0.1 (ddgan.r1_gamma_start, section 23), so each profile pins uniform
+# steps, the official grid, no energy score and a constant gamma under its own
+# settings.
 # The ring8 profiles measured at T = 4 before ring8's default became T = 8
 # (section 11) pin T = 4 as well. Ring8 now trains 6,000 steps (section 23); the
 # profiles pin its earlier 3,000 unless they set their own. With the pins their
 # commands train what they trained then.
 _UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0,
-            'ddgan.energy_weight': 0.0}
+            'ddgan.energy_weight': 0.0, 'ddgan.r1_gamma_start': 0.0}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 
