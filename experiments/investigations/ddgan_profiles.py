@@ -647,40 +647,6 @@ GRID25_ENERGY_LATE = Profile(
     description='grid25 DDGAN T = 4: the energy score at steps t >= 2 only, weights 0.1 to 1',
 )
 
-# Ring8 at its default with the energy score at t >= 2 only: the last step is then
-# the adversarial term's alone, as on grid25 above. 'ddgan_energy0_3' is
-# RING8_LATE's run of the default: copy its seeds to reuse them.
-RING8_ENERGY_LATE = Profile(
-    datasets=('ring8',),
-    families=('ddgan_energy0_3', 'ddgan_energy0_3_from2'),
-    seeds=(0, 1, 2, 3, 4),
-    overrides={},
-    variants={'ddgan_energy0_3': ('ddgan', _RING8_SECTION21),
-              'ddgan_energy0_3_from2': ('ddgan', {**_RING8_SECTION21,
-                                                  'ddgan.energy_from_step': 2})},
-    num_samples=_SWEEP.num_samples,
-    speed_repeats=_SWEEP.speed_repeats,
-    description='ring8 DDGAN at its default: the energy score at every step or at t >= 2 only',
-)
-
-# Ring8 at its default with a longer generator average. With the warm-up the EMA
-# decay is min(ema.decay, (1 + s) / (10 + s)): 0.997 at step 3,000, so a decay of
-# 0.999 or more does not act in these runs (RING8_LATE's 'ddgan_ema0_9995' drew
-# the default's samples bit for bit). Without the warm-up, 0.998 averages over
-# about 500 steps and leaves 0.998^3000 = 0.25 % of the initial weights.
-RING8_EMA = Profile(
-    datasets=('ring8',),
-    families=('ddgan_energy0_3', 'ddgan_ema0_998_nowarmup'),
-    seeds=(0, 1, 2, 3, 4),
-    overrides={},
-    variants={'ddgan_energy0_3': ('ddgan', _RING8_SECTION21),
-              'ddgan_ema0_998_nowarmup': ('ddgan', {**_RING8_SECTION21, 'ema.decay': 0.998,
-                                                    'ema.warmup': False})},
-    num_samples=_SWEEP.num_samples,
-    speed_repeats=_SWEEP.speed_repeats,
-    description='ring8 DDGAN at its default: EMA 0.998 without the warm-up',
-)
-
 # Ring8 at its default between 3,000 and RING8_LATE's 6,000 steps. The two ends are
 # RING8_LATE's runs: copy their seeds to reuse them.
 RING8_STEPS = Profile(
@@ -694,20 +660,6 @@ RING8_STEPS = Profile(
     num_samples=_SWEEP.num_samples,
     speed_repeats=_SWEEP.speed_repeats,
     description='ring8 DDGAN at its default: 3,000, 4,500 and 6,000 training steps',
-)
-
-# Grid25 at its default (T = 4, packs of 4, uniform steps) with twice the steps,
-# which took ring8 from 94 to 97 %HQ (RING8_LATE). 'ddgan' is GRID25_ENERGY_LATE's
-# run of the default: copy its seeds to reuse them.
-GRID25_STEPS = Profile(
-    datasets=('grid25',),
-    families=('ddgan', 'ddgan_6000_steps'),
-    seeds=(0, 1, 2),
-    overrides={},
-    variants={'ddgan_6000_steps': ('ddgan', {'train.steps': 6000})},
-    num_samples=_SWEEP.num_samples,
-    speed_repeats=_SWEEP.speed_repeats,
-    description='grid25 DDGAN T = 4 at its default: 3,000 and 6,000 training steps',
 )
 
 # Grid25 at its default on a machine where seed 0 diverged (section 23: the
