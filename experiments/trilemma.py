@@ -9,8 +9,11 @@ writes DIR/report.json, DIR/report.md, DIR/trilemma.png and
 DIR/samples/<dataset>_<family>.png (see trilemma_jax/harness.py). Running it
 again with the same DIR reuses finished runs and evaluations and resumes
 unfinished ones. SIGTERM stops the job after the run in training has saved its
-step (that run is not evaluated, and no report is written).
+step (that run is not evaluated, and no report is written) or, outside
+training, after the run being evaluated; it then exits with status 143.
 """
+
+import signal
 
 from absl import app, flags, logging
 
@@ -40,7 +43,7 @@ def main(argv):
     result = harness.run_profile(profile, _WORKDIR.value, name=_PROFILE.value)
   except harness.Stopped as e:  # SIGTERM: the run is saved; no report of a partial job
     print(f'Stopped: {e}', flush=True)
-    return
+    return 128 + signal.SIGTERM  # what a shell reports for a job SIGTERM ended
   print(report.markdown_table(result['rows']))
   published = report.published_table(profile.datasets)
   if published:

@@ -308,3 +308,27 @@ def test_a_stopped_run_is_saved_not_evaluated_and_the_job_resumes_it(tmp_path, m
   evaluation.write_eval(workdir, saved['rows'], saved['settings'], saved['timing'])
   rows, _ = harness.run_one(config, workdir, profile)
   assert rows[0]['train_steps'] == 12 and rows[0]['fd'] >= 0
+
+
+def test_sigterm_outside_training_stops_the_job_after_that_run(tmp_path, monkeypatch):
+  """A SIGTERM while a run is evaluated: that run is finished, the next one does not start."""
+  import signal
+  profile = profiles.Profile(
+      datasets=('grid25',), families=('gan',), seeds=(0, 1),
+      overrides={('gan', '*'): {'train.steps': 4, 'train.log_every': 2,
+                                'train.checkpoint_every': 4}},
+      num_samples=300, speed_repeats=1)
+  evaluate_run = evaluation.evaluate_run
+
+  def evaluate_then_terminated(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return evaluate_run(*args, **kwargs)
+
+  monkeypatch.setattr(evaluation, 'evaluate_run', evaluate_then_terminated)
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(harness.Stopped, match='before grid25/gan/seed_1'):
+    harness.run_profile(profile, str(tmp_path), progress=False)
+  assert signal.getsignal(signal.SIGTERM) == before  # the job's handler is gone again
+  assert os.path.exists(harness.run_dir(str(tmp_path), 'grid25', 'gan', 0) + '/eval.json')
+  assert not os.path.exists(harness.run_dir(str(tmp_path), 'grid25', 'gan', 1))
+  assert not os.path.exists(tmp_path / 'report.json')

@@ -237,3 +237,19 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert saved and saved[-1] < steps
   rows = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
   assert rows and max(r['step'] for r in rows) <= saved[-1]
+
+
+def test_preemption_signal_also_calls_the_handler_installed_before():
+  """A SIGTERM in training reaches an outer handler too (the trilemma job stops after the run)."""
+
+  seen = []
+  outer = lambda signum, frame: seen.append(signum)
+  previous = signal.signal(signal.SIGTERM, outer)
+  try:
+    with train.PreemptionSignal() as preemption:
+      assert not preemption.requested(0)
+      os.kill(os.getpid(), signal.SIGTERM)
+      assert preemption.requested(1) and seen == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) is outer
+  finally:
+    signal.signal(signal.SIGTERM, previous)

@@ -20,10 +20,13 @@ resume rule of :data:`trilemma_jax.config.RESUMABLE`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from typing import Any, Sequence
 
@@ -36,7 +39,25 @@ from trilemma_jax.profiles import Profile
 
 
 class Stopped(Exception):
-  """A run's training stopped before its last step (SIGTERM): it is saved, not evaluated."""
+  """SIGTERM stopped the job: the run in training is saved there and not evaluated."""
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+  """A flag set by SIGTERM while the job runs (the main thread of one process only).
+
+  The train loop's own handler (``train.PreemptionSignal``) calls this one too,
+  so a signal during training stops the run and then the job.
+  """
+  flag = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield flag
+    return
+  previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def family_config(family: str, dataset: str, seed: int,
@@ -143,19 +164,26 @@ def run_profile(profile: Profile, out: str, *, name: str = '',
   if progress:
     from tqdm.auto import tqdm
     bar = tqdm(jobs, unit='run', dynamic_ncols=True)
-  for dataset, family, seed in bar:
-    if progress:
-      bar.set_description(f'{family} on {dataset}, seed {seed}')
-    workdir = run_dir(out, dataset, family, seed)
-    rows, timing = run_one(configs[(dataset, family, seed)], workdir, profile)
-    runs.append({'dataset': dataset, 'family': family, 'seed': seed,
-                 **{f'{k}_seconds': v for k, v in timing.items()}})
-    for row in rows:
-      if family in profile.variants:
-        row = {**row, 'variant': family}
-      per_setting.setdefault((row['dataset'], family, row['sampler']), []).append(row)
-    if seed == profile.seeds[0]:
-      _copy_sample_picture(workdir, out, dataset, family)
+  with _sigterm_flag() as sigterm:
+    for dataset, family, seed in bar:
+      if sigterm.is_set():
+        raise Stopped(f'SIGTERM: the job stopped before {dataset}/{family}/seed_{seed}; run the '
+                      'same command again to go on.')
+      if progress:
+        bar.set_description(f'{family} on {dataset}, seed {seed}')
+      workdir = run_dir(out, dataset, family, seed)
+      rows, timing = run_one(configs[(dataset, family, seed)], workdir, profile)
+      runs.append({'dataset': dataset, 'family': family, 'seed': seed,
+                   **{f'{k}_seconds': v for k, v in timing.items()}})
+      for row in rows:
+        if family in profile.variants:
+          row = {**row, 'variant': family}
+        per_setting.setdefault((row['dataset'], family, row['sampler']), []).append(row)
+      if seed == profile.seeds[0]:
+        _copy_sample_picture(workdir, out, dataset, family)
+    if sigterm.is_set():
+      raise Stopped('SIGTERM: the job stopped before its report; run the same command again '
+                    'to write it.')
   rows = [report.aggregate(v) for v in per_setting.values()]
 
   result = {'profile': name, 'description': profile.description, 'rows': rows,

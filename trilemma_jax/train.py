@@ -44,6 +44,10 @@ class PreemptionSignal:
   distributed runtime catches SIGTERM on any process (or the TPU maintenance
   notice) and every process reaches the same step with the flag set, so all of
   them save that step and stop, without a collective per step.
+
+  A Python SIGTERM handler installed before (the trilemma job's, see
+  ``harness.run_profile``) is called as well, so a signal that arrives during
+  the last call, after which the loop stops anyway, still reaches it.
   """
 
   def __init__(self):
@@ -54,8 +58,13 @@ class PreemptionSignal:
   def __enter__(self):
     self._multi = jax.process_count() > 1
     if not self._multi and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
+
+  def _handle(self, signum, frame):
+    self._event.set()
+    if callable(self._previous):
+      self._previous(signum, frame)
 
   def __exit__(self, *exc):
     if self._previous is not None:
@@ -150,7 +159,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """Trains ``config.family`` on ``config.data.name`` in ``workdir``, resuming if possible.
 
   A run that continues with more steps rebuilds learning-rate schedules that
-  decay over ``train.steps`` (DDPM's cosine decay, DDGAN's) for the new total,
+  decay over ``train.steps`` (DDPM's cosine decay, DDGAN's), and the DDGAN's R1
+  gamma path (``ddgan.r1_gamma_start``), for the new total,
   so it is not the same as one trained that long without a break.
 
   Args:

@@ -67,6 +67,8 @@ def ema_decay_with_warmup(step: jax.Array, decay: float, warmup: bool = True) ->
 
   With a fixed 0.9999 a short CPU run would sample from weights close to their
   random initialisation; the warm-up lets the average follow early training.
+  The warm-up term is below 0.999 until step ~9,000, so in shorter runs it alone
+  sets the decay (step ``j`` weighted about as ``j^8`` in the average).
   """
   decay = jnp.asarray(decay, jnp.float32)
   if not warmup:

@@ -639,8 +639,9 @@ GRID25_ENERGY_LATE = Profile(
     families=('ddgan',) + tuple(f'ddgan_energy{w}_from2' for w in ('0_1', '0_3', '1')),
     seeds=(0, 1, 2),
     overrides={},
-    variants={f'ddgan_energy{w}_from2': ('ddgan', {'ddgan.energy_weight': float(w.replace('_', '.')),
-                                                   'ddgan.energy_from_step': 2})
+    variants={f'ddgan_energy{w}_from2': ('ddgan', {
+                  'ddgan.energy_weight': float(w.replace('_', '.')),
+                  'ddgan.energy_from_step': 2})
               for w in ('0_1', '0_3', '1')},
     num_samples=_SWEEP.num_samples,
     speed_repeats=_SWEEP.speed_repeats,
@@ -663,7 +664,7 @@ RING8_STEPS = Profile(
 )
 
 # Grid25 at its default on a machine where seed 0 diverged (section 23: the
-# discriminator wins from about step 1,200 and the samples stay a cloud). A
+# discriminator pulls away from step ~600 and the samples stay a cloud). A
 # stronger R1 keeps the discriminator smooth; a slower one lets the generator
 # keep up. 'ddgan' is GRID25_ENERGY_LATE's run of the default: copy its seeds to
 # reuse them.

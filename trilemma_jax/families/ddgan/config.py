@@ -13,10 +13,14 @@ few minutes needs otherwise; docs/ddgan_recipe.md has the measurements behind
 every departure:
 
 * EMA 0.999 with the warm-up of ``train_state.ema_decay_with_warmup`` instead of
-  0.9999 (a few thousand steps would sample from near-initial weights).
+  0.9999 (a few thousand steps would sample from near-initial weights); below
+  step ~9,000 the warm-up sets the decay, so the two would not differ there.
 * 2-D points: Fourier-feature inputs, a generator built on the linear
   denoiser (``ddgan.skip_generator``), ReLU, R1 every step, lr 1e-3, and a
-  discriminator that scores packs of 4 pairs (``ddgan.pack``).
+  discriminator that scores packs of 4 pairs (``ddgan.pack``). On grid25 R1's
+  gamma moves from 3 down to 0.1 over the run; ring8 runs T = 8 on a finer time
+  grid, trains its late steps more often, adds an energy score and trains 6,000
+  steps.
 * 8x8 digits: three D updates per G update and lr 1e-3.
 
 ``tfds:cifar10`` is the official CIFAR-10 run itself (``model.image.arch =
@@ -264,11 +268,14 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
                           config_lib.setting(config, 'ddgan.energy_weight'))
   r1_start = validation.non_negative('config.ddgan.r1_gamma_start',
                                      config_lib.setting(config, 'ddgan.r1_gamma_start'))
-  if r1_start > 0 and not (config.ddgan.r1_gamma > 0 and math.isfinite(r1_start)):
+  if not math.isfinite(r1_start):
+    raise ValueError(f'config.ddgan.r1_gamma_start={r1_start} must be finite (0 for a constant '
+                     'gamma).')
+  if r1_start > 0 and not config.ddgan.r1_gamma > 0:
     raise ValueError(
-        f'config.ddgan.r1_gamma_start={r1_start} needs a finite start and a positive '
-        f'config.ddgan.r1_gamma (the value it ends at), got r1_gamma={config.ddgan.r1_gamma}; '
-        'use r1_gamma_start=0 for a constant gamma.')
+        f'config.ddgan.r1_gamma_start={r1_start} needs a positive config.ddgan.r1_gamma (the '
+        f'value it ends at), got {config.ddgan.r1_gamma}; use '
+        '--config.ddgan.r1_gamma_start=0 for a constant gamma (or none, with r1_gamma=0).')
   energy_from_step = validation.positive_int('config.ddgan.energy_from_step',
                                              config_lib.setting(config, 'ddgan.energy_from_step'))
   if energy_from_step > config.ddgan.num_steps:

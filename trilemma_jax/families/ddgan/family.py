@@ -242,7 +242,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     g_optimizer: optax.GradientTransformation,
                     d_optimizer: optax.GradientTransformation, schedule: Schedule, *,
                     latent_dim: int, data_scale: float = 1.0, n_critic: int = 1,
-                    r1_gamma: float | optax.Schedule = 0.02, r1_every: int = 1, ema_decay: float = 0.999,
+                    r1_gamma: float | optax.Schedule = 0.02, r1_every: int = 1,
+                    ema_decay: float = 0.999,
                     ema_warmup: bool = True, energy_weight: float = 0.0,
                     energy_from_step: int = 1, pack: int = 1,
                     t_weights: Sequence[float] = ()) -> Callable:
@@ -391,7 +392,8 @@ class Parts(NamedTuple):
     g_apply = lambda p, x_t, z, t: apply_generator(self.generator, p, x_t, z, t)
     return make_draw(self.schedule, g_apply, latent_dim=self.latent_dim,
                      data_scale=self.data_scale, energy_weight=self.energy_weight,
-                     energy_from_step=self.energy_from_step, pack=self.pack, t_weights=self.t_weights)(
+                     energy_from_step=self.energy_from_step, pack=self.pack,
+                     t_weights=self.t_weights)(
                          g_params, {'x': jnp.asarray(x0)}, key)
 
   def trajectory(self, g_params: Any, rng: jax.Array, n: int) -> jax.Array:
