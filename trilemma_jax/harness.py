@@ -20,13 +20,10 @@ resume rule of :data:`trilemma_jax.config.RESUMABLE`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import shutil
-import signal
-import threading
 import time
 from typing import Any, Sequence
 
@@ -40,24 +37,6 @@ from trilemma_jax.profiles import Profile
 
 class Stopped(Exception):
   """SIGTERM stopped the job: the run in training is saved there and not evaluated."""
-
-
-@contextlib.contextmanager
-def _sigterm_flag():
-  """A flag set by SIGTERM while the job runs (the main thread of one process only).
-
-  The train loop's own handler (``train.PreemptionSignal``) calls this one too,
-  so a signal during training stops the run and then the job.
-  """
-  flag = threading.Event()
-  if threading.current_thread() is not threading.main_thread():
-    yield flag
-    return
-  previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
-  try:
-    yield flag
-  finally:
-    signal.signal(signal.SIGTERM, previous)
 
 
 def family_config(family: str, dataset: str, seed: int,
@@ -164,9 +143,11 @@ def run_profile(profile: Profile, out: str, *, name: str = '',
   if progress:
     from tqdm.auto import tqdm
     bar = tqdm(jobs, unit='run', dynamic_ncols=True)
-  with _sigterm_flag() as sigterm:
+  # The train loop's own SIGTERM handler calls this one too (PreemptionSignal
+  # chains), so a signal during a run's training stops that run, then the job.
+  with train.PreemptionSignal() as sigterm:
     for dataset, family, seed in bar:
-      if sigterm.is_set():
+      if sigterm.requested(len(runs)):
         raise Stopped(f'SIGTERM: the job stopped before {dataset}/{family}/seed_{seed}; run the '
                       'same command again to go on.')
       if progress:
@@ -181,7 +162,7 @@ def run_profile(profile: Profile, out: str, *, name: str = '',
         per_setting.setdefault((row['dataset'], family, row['sampler']), []).append(row)
       if seed == profile.seeds[0]:
         _copy_sample_picture(workdir, out, dataset, family)
-    if sigterm.is_set():
+    if sigterm.requested(len(runs)):
       raise Stopped('SIGTERM: the job stopped before its report; run the same command again '
                     'to write it.')
   rows = [report.aggregate(v) for v in per_setting.values()]

@@ -45,8 +45,8 @@ class PreemptionSignal:
   notice) and every process reaches the same step with the flag set, so all of
   them save that step and stop, without a collective per step.
 
-  A Python SIGTERM handler installed before (the trilemma job's, see
-  ``harness.run_profile``) is called as well, so a signal that arrives during
+  A Python SIGTERM handler installed before (the trilemma job's own
+  ``PreemptionSignal``, see ``harness.run_profile``) is called as well, so a signal that arrives during
   the last call, after which the loop stops anyway, still reaches it.
   """
 
