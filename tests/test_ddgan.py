@@ -425,6 +425,70 @@ def test_n_critic_discriminator_updates_per_generator_update():
   assert int(state.opt_state['generator'][0].count) == 2
 
 
+def _on_input_path(path) -> bool:
+  """Whether a discriminator parameter is a kernel on the inputs' path (not the time's)."""
+  return path[-1].key == 'kernel' and 'time' not in jax.tree_util.keystr(path)
+
+
+@pytest.mark.parametrize('make', [
+    lambda sn: ConvDiscriminator(channels=(4, 8), time_dim=8, spectral_norm=sn),
+    lambda sn: MLPDiscriminator(widths=(8, 8), time_dim=8, spectral_norm=sn),
+], ids=['conv', 'mlp'])
+def test_spectral_norm_makes_the_logits_blind_to_the_scale_of_the_input_path(make):
+  # W / sigma(W) does not change when W is scaled, so with spectral norm the
+  # logits do not either; without it they do.
+  k = jax.random.split(jax.random.PRNGKey(0), 3)
+  image = isinstance(make(False), ConvDiscriminator)
+  shape = (4, 8, 8, 3) if image else (4, 2)
+  x_prev, x_t, t = jax.random.normal(k[0], shape), jax.random.normal(k[1], shape), jnp.arange(1, 5)
+  for sn in (True, False):
+    d = make(sn)
+    v = d.init(k[2], x_prev, x_t, t)
+    assert ('batch_stats' in v) == sn
+    scale = lambda path, p: p * 10.0 if _on_input_path(path) else p
+    scaled = {**v, 'params': jax.tree_util.tree_map_with_path(scale, v['params'])}
+    before, after = d.apply(v, x_prev, x_t, t), d.apply(scaled, x_prev, x_t, t)
+    if sn:
+      np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-6)
+    else:
+      assert not np.allclose(after, before, rtol=0.1)
+
+
+def test_spectral_norm_vectors_advance_once_per_discriminator_update():
+  # With frozen weights, u after the run is exactly n_critic * steps power
+  # iterations from its initial value: the G update and R1 must not advance it.
+  c = small_config(spectral_norm=True, pack=2)
+  g, d = ddgan.build_networks(c, POINTS, schedule_of(c))
+  frozen = optax.sgd(0.0)
+  batch = make_batch(POINTS)
+  init = lambda: ddgan.init_state(g, d, frozen, frozen, jax.random.PRNGKey(0), batch,
+                                  latent_dim=3)
+  step = jax.jit(ddgan.make_train_step(g, d, frozen, frozen, schedule_of(c), latent_dim=3,
+                                       n_critic=2, r1_gamma=1.0, r1_every=1, pack=2))
+  state = init()
+  for _ in range(3):
+    state, _ = step(state, batch)
+  kernel = np.asarray(state.params['discriminator']['inner']['dense_1']['kernel'], np.float64)
+  stats = lambda s: s.model_state['discriminator']['batch_stats']['inner']['SpectralNorm_1']
+  u = np.asarray(stats(init())['dense_1/kernel/u'], np.float64)
+  for _ in range(6):
+    v = u @ kernel.T
+    v /= np.linalg.norm(v)
+    u = v @ kernel
+    u /= np.linalg.norm(u)
+  np.testing.assert_allclose(stats(state)['dense_1/kernel/u'], u, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(stats(state)['dense_1/kernel/sigma'], (v @ kernel @ u.T)[0, 0],
+                             rtol=1e-5)
+
+
+def test_spectral_norm_is_refused_for_ncsnpp_and_old_runs_read_as_without():
+  assert_saved_without_key_is_the_same_run('spectral_norm', True)
+  c = small_config('digits', spectral_norm=True)
+  c.model.image.arch = 'ncsnpp'
+  with pytest.raises(ValueError, match=re.escape('config.ddgan.spectral_norm=True is for')):
+    families.build(c, DIGITS)
+
+
 def test_energy_score_is_smallest_for_the_true_conditional():
   # Target: x0 uniform on {-1, +1} in 2-D (a two-mode posterior). The estimate
   # averaged over many draws ranks the true law below a collapsed one (always

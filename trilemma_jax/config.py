@@ -42,6 +42,7 @@ ADDED_KEYS: dict[str, Any] = {
     'ddgan.energy_from_step': 1,  # the score at every step
     'ddgan.r1_gamma_start': 0.0,  # a constant R1 gamma
     'ddgan.pack': 1,
+    'ddgan.spectral_norm': False,
     'ddgan.t_weights': [],  # (as JSON) uniform t
     'ddgan.last_step_weight': 1.0,
     'ddgan.time_power': 1.0,  # the official uniform time grid

@@ -726,6 +726,43 @@ GRID25_R1_SCHEDULE_END = Profile(
 
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
+# Stacked digits: the DDGAN's KL is mostly ambiguous channels read as 8 (section 22),
+# a sample-quality problem. Its R1 (official: gamma 0.02 every 15 D updates, not
+# rescaled) barely constrains D (mean ||grad D||^2 about 2.7 on digits). Stronger
+# R1 at the same interval, and a schedule from strong to the default, as on grid25.
+STACKED_R1 = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_r1_0_3', 'ddgan_r1_3', 'ddgan_r1_3_to_0_02'),
+    seeds=(0, 1),
+    overrides={},
+    variants={
+        'ddgan_r1_0_3': ('ddgan', {'ddgan.r1_gamma': 0.3}),
+        'ddgan_r1_3': ('ddgan', {'ddgan.r1_gamma': 3.0}),
+        'ddgan_r1_3_to_0_02': ('ddgan', {'ddgan.r1_gamma_start': 3.0}),
+    },
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: R1 gamma 0.02 (default), 0.3, 3, and 3 -> 0.02',
+)
+
+# Stacked digits with a spectrally normalised discriminator (the GAN family's
+# image recipe, whose stacked KL is 0.11), with the default R1 and without R1.
+# 'ddgan' is STACKED_R1's: copy its seeds from that workdir to reuse them.
+STACKED_SN = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_sn', 'ddgan_sn_no_r1'),
+    seeds=(0, 1),
+    overrides={},
+    variants={
+        'ddgan_sn': ('ddgan', {'ddgan.spectral_norm': True}),
+        'ddgan_sn_no_r1': ('ddgan', {'ddgan.spectral_norm': True, 'ddgan.r1_gamma': 0.0}),
+    },
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: spectral norm on D, with and without R1',
+)
+
+
 T_SWEEP_UNIFORM = _SWEEP
 
 # Every profile above was measured with uniform steps on the official time grid
@@ -757,3 +794,4 @@ def _pinned(name: str, profile: Profile) -> Profile:
 for _name, _value in list(globals().items()):
   if isinstance(_value, Profile):
     globals()[_name] = _pinned(_name, _value)
+

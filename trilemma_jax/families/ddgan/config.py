@@ -73,6 +73,10 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   # Pairs per discriminator logit (PacGAN packing, ddgan.nets.PackedDiscriminator);
   # 1 is the original DDGAN. The global batch must be a multiple of it.
   c.ddgan.pack = 1
+  # Spectral normalisation (Miyato et al. 2018) of the discriminator's layers on the
+  # path of x_{t-1} and x_t, beside or instead of R1; False is the original DDGAN.
+  # Not for the NCSN++ discriminator.
+  c.ddgan.spectral_norm = False
   # Relative frequencies of the steps t = 1..T in training, one per step; () is
   # uniform, the original DDGAN. The fixed point per step is the same; only how
   # often each step's GAN is trained changes.
@@ -284,6 +288,14 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
         f'config.ddgan.num_steps = {config.ddgan.num_steps}: the energy score would count at no '
         'step; use a step in 1..T (or config.ddgan.energy_weight=0 for none).')
   pack = validation.positive_int('config.ddgan.pack', config_lib.setting(config, 'ddgan.pack'))
+  spectral_norm = validation.boolean('config.ddgan.spectral_norm',
+                                     config_lib.setting(config, 'ddgan.spectral_norm'))
+  if (spectral_norm and info.kind == 'image'
+      and config_lib.setting(config, 'model.image.arch') == 'ncsnpp'):
+    raise ValueError(
+        'config.ddgan.spectral_norm=True is for the small U-Net\'s discriminator and the MLP '
+        "one; the NCSN++ discriminator (model.image.arch='ncsnpp') has none. Set "
+        "--config.ddgan.spectral_norm=False or --config.model.image.arch=unet.")
   t_weights = validation.tuple_of(validation.non_negative, min_length=0)(
       'config.ddgan.t_weights', config_lib.setting(config, 'ddgan.t_weights'))
   if t_weights and len(t_weights) != config.ddgan.num_steps:

@@ -276,10 +276,16 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
   g_apply = lambda p, x_t, z, t: apply_generator(generator, p, x_t, z, t)
 
   def d_apply(d_params, d_state, x_prev, cond, update_stats):
-    del update_stats  # the discriminator keeps no statistics
     x_t, t = cond
-    logits = discriminator.apply({'params': d_params}, x_prev, x_t, t)
-    return logits.astype(jnp.float32), d_state
+    variables = {'params': d_params, **d_state}
+    if not d_state:  # no spectral norm: the discriminator keeps no statistics
+      return discriminator.apply(variables, x_prev, x_t, t).astype(jnp.float32), d_state
+    if update_stats:  # advance the power iterations
+      logits, d_state = discriminator.apply(variables, x_prev, x_t, t, update_stats=True,
+                                            mutable=list(d_state))
+      return logits.astype(jnp.float32), d_state
+    return discriminator.apply(variables, x_prev, x_t, t, update_stats=False).astype(
+        jnp.float32), d_state
 
   return adversarial.make_train_step(
       make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale,
@@ -441,6 +447,7 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
   m, d = config.model, config.ddgan
   time_scale = 1000.0 / schedule.num_steps
   dtype = config_lib.compute_dtype(config)
+  spectral_norm = bool(config_lib.setting(config, 'ddgan.spectral_norm'))
   if info.kind == 'points':
     p = m.points
     generator = MLPGenerator(width=p.g_width, num_blocks=p.g_blocks, z_emb_dim=m.z_emb_dim,
@@ -451,7 +458,7 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
     discriminator = MLPDiscriminator(widths=tuple(p.d_widths), time_dim=m.time_dim,
                                      activation=m.d_activation,
                                      fourier_octaves=p.d_fourier_octaves, time_scale=time_scale,
-                                     dtype=dtype)
+                                     spectral_norm=spectral_norm, dtype=dtype)
   elif config_lib.setting(config, 'model.image.arch') == 'ncsnpp':
     im = m.image
     generator = ncsnpp.NCSNppGenerator(
@@ -470,7 +477,7 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
                               activation=m.g_activation, time_scale=time_scale, dtype=dtype)
     discriminator = ConvDiscriminator(channels=tuple(im.d_channels), time_dim=m.time_dim,
                                       activation=m.d_activation, time_scale=time_scale,
-                                      dtype=dtype)
+                                      spectral_norm=spectral_norm, dtype=dtype)
   if d.skip_generator:
     generator = SkipGenerator(generator, tuple(float(a) for a in schedule.alpha_bars),
                               info.data_std * float(d.data_scale))

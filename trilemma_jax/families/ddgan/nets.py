@@ -27,6 +27,7 @@ norm of ``z`` are still computed in float32 and cast afterwards, and
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -203,6 +204,8 @@ class MLPDiscriminator(nn.Module):
     activation: hidden activation name (official: leaky ReLU 0.2).
     fourier_octaves: encode both inputs with :func:`fourier_features` (0: raw).
     time_scale: the time embedding sees ``time_scale * t``.
+    spectral_norm: spectrally normalise the layers the inputs pass through (see
+      :class:`ConvDiscriminator`).
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -211,10 +214,12 @@ class MLPDiscriminator(nn.Module):
   activation: str = 'leaky_relu'
   fourier_octaves: int = 0
   time_scale: float = 1.0
+  spectral_norm: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
+  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array,
+               update_stats: bool = False) -> jax.Array:
     """``x_prev``, ``x_t`` ``[B, D]``, ``t`` ``[B]`` -> logits ``[B]``."""
     if x_prev.ndim != 2 or x_prev.shape != x_t.shape:
       raise ValueError(
@@ -226,10 +231,12 @@ class MLPDiscriminator(nn.Module):
                              name='time')(t * self.time_scale))
     h = jnp.concatenate([_fourier_in(x_prev, self.fourier_octaves, dtype),
                          _fourier_in(x_t, self.fourier_octaves, dtype)], axis=-1)
+    sn = functools.partial(layers.apply_layer, spectral_norm=self.spectral_norm,
+                           update_stats=update_stats)
     for i, width in enumerate(self.widths):
-      h = act(nn.Dense(width, dtype=dtype, name=f'dense_{i}')(h)
+      h = act(sn(nn.Dense(width, dtype=dtype, name=f'dense_{i}'), h)
               + nn.Dense(width, dtype=dtype, name=f'time_{i}')(temb))
-    return nn.Dense(1, dtype=dtype, name='out')(h)[:, 0]
+    return sn(nn.Dense(1, dtype=dtype, name='out'), h)[:, 0]
 
 
 # --------------------------------------------------------------------- images
@@ -353,6 +360,11 @@ class ConvDiscriminator(nn.Module):
     time_dim: width of the time embedding.
     activation: hidden activation name (official: leaky ReLU 0.2).
     time_scale: the time embedding sees ``time_scale * t``.
+    spectral_norm: spectrally normalise every layer the images pass through
+      (Miyato et al. 2018; :func:`trilemma_jax.nets.layers.apply_layer`), which
+      bounds the logit's slope in ``x_{t-1}`` and ``x_t``. The time embedding
+      and its per-block projections only add a per-example offset and stay
+      plain. The power iterations advance on ``update_stats``.
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -360,10 +372,12 @@ class ConvDiscriminator(nn.Module):
   time_dim: int = 128
   activation: str = 'leaky_relu'
   time_scale: float = 1.0
+  spectral_norm: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
+  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array,
+               update_stats: bool = False) -> jax.Array:
     """``x_prev``, ``x_t`` ``[B, H, W, C]``, ``t`` ``[B]`` -> logits ``[B]``."""
     if x_prev.ndim != 4 or x_prev.shape != x_t.shape:
       raise ValueError(
@@ -373,19 +387,21 @@ class ConvDiscriminator(nn.Module):
     act = layers.activation(self.activation)
     temb = act(TimeEmbedding(self.time_dim, self.time_dim, dtype=dtype,
                              name='time')(t * self.time_scale))
-    h = _conv(self.channels[0], dtype=dtype, kernel=1,
-              name='conv_in')(jnp.concatenate([x_prev, x_t], -1))
+    sn = functools.partial(layers.apply_layer, spectral_norm=self.spectral_norm,
+                           update_stats=update_stats)
+    h = sn(_conv(self.channels[0], dtype=dtype, kernel=1, name='conv_in'),
+           jnp.concatenate([x_prev, x_t], -1))
     pool = lambda v: nn.avg_pool(v, (2, 2), strides=(2, 2), padding='SAME')
     for i, c in enumerate(self.channels):
-      r = _conv(c, dtype=dtype, name=f'block_{i}_conv_0')(act(h))
+      r = sn(_conv(c, dtype=dtype, name=f'block_{i}_conv_0'), act(h))
       r = r + nn.Dense(c, dtype=dtype, name=f'block_{i}_time')(temb)[:, None, None, :]
       # Stride-1 conv then average pooling: the gradient of a strided conv runs
       # through a slow transposed-conv path on XLA:CPU.
-      r = pool(_conv(c, dtype=dtype, name=f'block_{i}_conv_1')(act(r)))
-      skip = nn.Dense(c, dtype=dtype, name=f'block_{i}_skip')(pool(h))
+      r = pool(sn(_conv(c, dtype=dtype, name=f'block_{i}_conv_1'), act(r)))
+      skip = sn(nn.Dense(c, dtype=dtype, name=f'block_{i}_skip'), pool(h))
       h = (skip + r) / math.sqrt(2.0)
     h = jnp.sum(act(h), axis=(1, 2))
-    return nn.Dense(1, dtype=dtype, name='out')(h)[:, 0]
+    return sn(nn.Dense(1, dtype=dtype, name='out'), h)[:, 0]
 
 
 # ------------------------------------------------------------------- packing
@@ -413,10 +429,11 @@ class PackedDiscriminator(nn.Module):
   inner: nn.Module
   pack: int = 1
 
-  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
+  def __call__(self, x_prev: jax.Array, x_t: jax.Array, t: jax.Array, **kwargs) -> jax.Array:
+    """As the wrapped discriminator; ``kwargs`` (e.g. ``update_stats``) are passed on."""
     m = self.pack
     if m == 1:
-      return self.inner(x_prev, x_t, t)
+      return self.inner(x_prev, x_t, t, **kwargs)
     b = x_prev.shape[0]
     if b % m:
       raise ValueError(f'PackedDiscriminator: a batch of {b} cannot be cut into packs of {m}.')
@@ -425,7 +442,7 @@ class PackedDiscriminator(nn.Module):
       x = x.reshape(b // m, m, *x.shape[1:])
       return jnp.moveaxis(x, 1, -2).reshape(b // m, *x.shape[2:-1], m * x.shape[-1])
 
-    return self.inner(packed(x_prev), packed(x_t), t[::m])
+    return self.inner(packed(x_prev), packed(x_t), t[::m], **kwargs)
 
 
 # ------------------------------------------------------------ parameterisation
