@@ -454,13 +454,18 @@ def test_spectral_norm_makes_the_logits_blind_to_the_scale_of_the_input_path(mak
       assert not np.allclose(after, before, rtol=0.1)
 
 
-def test_spectral_norm_vectors_advance_once_per_discriminator_update():
+@pytest.mark.parametrize('info,layer,norm', [(POINTS, 'dense_1', 'SpectralNorm_1'),
+                                             (DIGITS, 'block_0_conv_1', 'SpectralNorm_2')],
+                         ids=['mlp', 'conv'])
+def test_spectral_norm_vectors_advance_once_per_discriminator_update(info, layer, norm):
   # With frozen weights, u after the run is exactly n_critic * steps power
-  # iterations from its initial value: the G update and R1 must not advance it.
-  c = small_config(spectral_norm=True, pack=2)
-  g, d = ddgan.build_networks(c, POINTS, schedule_of(c))
+  # iterations from its initial value: the adversarial core keeps the state of
+  # the real-logit call only, so the fake logits, R1 and the G update must not
+  # advance it.
+  c = small_config(info.name, spectral_norm=True, pack=2)
+  g, d = ddgan.build_networks(c, info, schedule_of(c))
   frozen = optax.sgd(0.0)
-  batch = make_batch(POINTS)
+  batch = make_batch(info)
   init = lambda: ddgan.init_state(g, d, frozen, frozen, jax.random.PRNGKey(0), batch,
                                   latent_dim=3)
   step = jax.jit(ddgan.make_train_step(g, d, frozen, frozen, schedule_of(c), latent_dim=3,
@@ -468,16 +473,17 @@ def test_spectral_norm_vectors_advance_once_per_discriminator_update():
   state = init()
   for _ in range(3):
     state, _ = step(state, batch)
-  kernel = np.asarray(state.params['discriminator']['inner']['dense_1']['kernel'], np.float64)
-  stats = lambda s: s.model_state['discriminator']['batch_stats']['inner']['SpectralNorm_1']
-  u = np.asarray(stats(init())['dense_1/kernel/u'], np.float64)
+  kernel = np.asarray(state.params['discriminator']['inner'][layer]['kernel'], np.float64)
+  kernel = kernel.reshape(-1, kernel.shape[-1])  # a conv kernel as the matrix it normalises
+  stats = lambda s: s.model_state['discriminator']['batch_stats']['inner'][norm]
+  u = np.asarray(stats(init())[f'{layer}/kernel/u'], np.float64)
   for _ in range(6):
     v = u @ kernel.T
     v /= np.linalg.norm(v)
     u = v @ kernel
     u /= np.linalg.norm(u)
-  np.testing.assert_allclose(stats(state)['dense_1/kernel/u'], u, rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(stats(state)['dense_1/kernel/sigma'], (v @ kernel @ u.T)[0, 0],
+  np.testing.assert_allclose(stats(state)[f'{layer}/kernel/u'], u, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(stats(state)[f'{layer}/kernel/sigma'], (v @ kernel @ u.T)[0, 0],
                              rtol=1e-5)
 
 

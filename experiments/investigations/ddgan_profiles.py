@@ -724,8 +724,6 @@ GRID25_R1_SCHEDULE_END = Profile(
     description='grid25 DDGAN T = 4: R1 gamma from 3 down to 0.03 over the run',
 )
 
-# Section 13's digits T sweep as it was measured: the ddgan_steps profile with
-# every step drawn equally often (its digits runs now weight the last step 4x).
 # Stacked digits: the DDGAN's KL is mostly ambiguous channels read as 8 (section 22),
 # a sample-quality problem. Its R1 (official: gamma 0.02 every 15 D updates, not
 # rescaled) barely constrains D (mean ||grad D||^2 about 2.7 on digits). Stronger
@@ -733,7 +731,7 @@ GRID25_R1_SCHEDULE_END = Profile(
 STACKED_R1 = Profile(
     datasets=('stacked_digits',),
     families=('ddgan', 'ddgan_r1_0_3', 'ddgan_r1_3', 'ddgan_r1_3_to_0_02'),
-    seeds=(0, 1),
+    seeds=(0, 1, 2, 3, 4),
     overrides={},
     variants={
         'ddgan_r1_0_3': ('ddgan', {'ddgan.r1_gamma': 0.3}),
@@ -743,6 +741,18 @@ STACKED_R1 = Profile(
     num_samples=1000,
     speed_repeats=3,
     description='stacked digits DDGAN T = 4: R1 gamma 0.02 (default), 0.3, 3, and 3 -> 0.02',
+)
+
+# STACKED_R1's trend (a stronger R1, a lower KL) followed further: gamma 10 and 30.
+STACKED_R1_MORE = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan_r1_10', 'ddgan_r1_30'),
+    seeds=(0, 1),
+    overrides={},
+    variants={f'ddgan_r1_{g}': ('ddgan', {'ddgan.r1_gamma': float(g)}) for g in (10, 30)},
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: R1 gamma 10 and 30 (every 15 D updates)',
 )
 
 # Stacked digits with a spectrally normalised discriminator (the GAN family's
@@ -763,6 +773,27 @@ STACKED_SN = Profile(
 )
 
 
+# Grid25 at its default (R1 gamma 3 -> 0.1) with a spectrally normalised
+# discriminator, and with spectral norm instead of R1. 'ddgan_r1_3to0_1' is
+# GRID25_R1_SCHEDULE's (the default): copy its seeds from that workdir to reuse them.
+GRID25_SN = Profile(
+    datasets=('grid25',),
+    families=('ddgan_r1_3to0_1', 'ddgan_sn', 'ddgan_sn_no_r1'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={
+        'ddgan_r1_3to0_1': ('ddgan', {'ddgan.r1_gamma_start': 3.0}),
+        'ddgan_sn': ('ddgan', {'ddgan.r1_gamma_start': 3.0, 'ddgan.spectral_norm': True}),
+        'ddgan_sn_no_r1': ('ddgan', {'ddgan.spectral_norm': True, 'ddgan.r1_gamma': 0.0}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4: spectral norm on D, with the R1 path and without R1',
+)
+
+
+# Section 13's digits T sweep as it was measured: the ddgan_steps profile with
+# every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
 
 # Every profile above was measured with uniform steps on the official time grid
@@ -794,4 +825,3 @@ def _pinned(name: str, profile: Profile) -> Profile:
 for _name, _value in list(globals().items()):
   if isinstance(_value, Profile):
     globals()[_name] = _pinned(_name, _value)
-

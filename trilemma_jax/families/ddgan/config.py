@@ -293,8 +293,9 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
   if (spectral_norm and info.kind == 'image'
       and config_lib.setting(config, 'model.image.arch') == 'ncsnpp'):
     raise ValueError(
-        'config.ddgan.spectral_norm=True is for the small U-Net\'s discriminator and the MLP '
-        "one; the NCSN++ discriminator (model.image.arch='ncsnpp') has none. Set "
+        "config.ddgan.spectral_norm=True is for the conv discriminator of "
+        "model.image.arch='unet' and the MLP discriminator of 2-D data; the NCSN++ "
+        "discriminator (model.image.arch='ncsnpp') has no spectral-norm option. Set "
         "--config.ddgan.spectral_norm=False or --config.model.image.arch=unet.")
   t_weights = validation.tuple_of(validation.non_negative, min_length=0)(
       'config.ddgan.t_weights', config_lib.setting(config, 'ddgan.t_weights'))

@@ -29,7 +29,10 @@ the generator.
   is ``gamma / r1_every``.
 
 The step is the shared adversarial core (:mod:`trilemma_jax.families.adversarial`)
-with the pairs above as its draws.
+with the pairs above as its draws. With ``ddgan.spectral_norm`` the
+discriminator's power-iteration vectors are ``state.model_state['discriminator']``;
+they advance once per discriminator update (the core keeps the state of the
+real-logit call only).
 
 Data scale: the schedule assumes data of roughly unit scale (``x_T`` has
 variance ~1). ``data_scale`` multiplies the data on the way in and divides the

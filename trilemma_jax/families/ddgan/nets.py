@@ -361,8 +361,10 @@ class ConvDiscriminator(nn.Module):
     activation: hidden activation name (official: leaky ReLU 0.2).
     time_scale: the time embedding sees ``time_scale * t``.
     spectral_norm: spectrally normalise every layer the images pass through
-      (Miyato et al. 2018; :func:`trilemma_jax.nets.layers.apply_layer`), which
-      bounds the logit's slope in ``x_{t-1}`` and ``x_t``. The time embedding
+      (Miyato et al. 2018; :func:`trilemma_jax.nets.layers.apply_layer`): each
+      kernel, reshaped to a matrix, is divided by its largest singular value,
+      which limits the logit's slope in ``x_{t-1}`` and ``x_t`` (not to 1: a
+      3x3 conv and the spatial sum can still scale it up). The time embedding
       and its per-block projections only add a per-example offset and stay
       plain. The power iterations advance on ``update_stats``.
     dtype: computation dtype (parameters stay float32).
