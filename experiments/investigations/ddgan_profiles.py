@@ -792,6 +792,20 @@ GRID25_SN = Profile(
 )
 
 
+# The grid25 default (R1 gamma 3 -> 0.1; section 23) on five more seeds, 5-9: does
+# it hold every seed beyond the five it was chosen on?
+GRID25_R1_SCHEDULE_MORE_SEEDS = Profile(
+    datasets=('grid25',),
+    families=('ddgan_r1_3to0_1',),
+    seeds=(5, 6, 7, 8, 9),
+    overrides={},
+    variants={'ddgan_r1_3to0_1': ('ddgan', {'ddgan.r1_gamma_start': 3.0})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 4, its default (R1 gamma 3 -> 0.1), seeds 5-9',
+)
+
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
