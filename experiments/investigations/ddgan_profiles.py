@@ -806,6 +806,30 @@ GRID25_R1_SCHEDULE_MORE_SEEDS = Profile(
 )
 
 
+# A slower discriminator collapsed grid25 seeds (section 23: d_lr 5e-4, 4 of 5),
+# and two D updates per G update ended section 3's collapse at T = 4: on top of the
+# default (R1 gamma 3 -> 0.1), a stronger discriminator three ways, on ten seeds.
+# 'ddgan_r1_3to0_1' is the default: copy its seeds 0-4 from GRID25_R1_SCHEDULE's
+# workdir and 5-9 from GRID25_R1_SCHEDULE_MORE_SEEDS's to reuse them.
+_GRID25_DEFAULT = {'ddgan.r1_gamma_start': 3.0}
+GRID25_STRONGER_D = Profile(
+    datasets=('grid25',),
+    families=('ddgan_r1_3to0_1', 'ddgan_n_critic_2', 'ddgan_d_lr_2e-3', 'ddgan_d_wide'),
+    seeds=tuple(range(10)),
+    overrides={},
+    variants={
+        'ddgan_r1_3to0_1': ('ddgan', _GRID25_DEFAULT),
+        'ddgan_n_critic_2': ('ddgan', {**_GRID25_DEFAULT, 'ddgan.n_critic': 2}),
+        'ddgan_d_lr_2e-3': ('ddgan', {**_GRID25_DEFAULT, 'optim.d_lr': 2e-3}),
+        'ddgan_d_wide': ('ddgan', {**_GRID25_DEFAULT, 'model.points.d_widths': (256, 256, 256)}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description=('grid25 DDGAN T = 4, its default and a stronger discriminator: two D updates '
+                 'per G update, d_lr 2e-3, D widths 256'),
+)
+
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP

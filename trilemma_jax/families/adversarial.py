@@ -78,6 +78,26 @@ CONFIG_CHECKS = {
 }
 
 
+def apply_discriminator(discriminator, d_params: PyTree, d_state: PyTree, *inputs,
+                        update_stats: bool) -> tuple[jax.Array, PyTree]:
+  """``D(*inputs)`` as f32 logits, and D's non-trained state after the call.
+
+  The building block of a family's ``d_apply``. A discriminator without
+  non-trained state (``d_state`` empty) is called without ``update_stats``, so
+  modules without that keyword work. With state (spectral norm's power
+  iterations) the state advances only when ``update_stats`` is True: the
+  core calls it so once per discriminator update, on the real input.
+  """
+  variables = {'params': d_params, **d_state}
+  if not d_state:
+    return discriminator.apply(variables, *inputs).astype(jnp.float32), d_state
+  if update_stats:
+    logits, d_state = discriminator.apply(variables, *inputs, update_stats=True,
+                                          mutable=list(d_state))
+    return logits.astype(jnp.float32), d_state
+  return discriminator.apply(variables, *inputs, update_stats=False).astype(jnp.float32), d_state
+
+
 def init_state(g_params: PyTree, d_variables: PyTree, g_optimizer: optax.GradientTransformation,
                d_optimizer: optax.GradientTransformation, rng: jax.Array) -> TrainState:
   """A fresh state for a generator's params and a discriminator's variables.

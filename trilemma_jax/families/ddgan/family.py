@@ -280,15 +280,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
 
   def d_apply(d_params, d_state, x_prev, cond, update_stats):
     x_t, t = cond
-    variables = {'params': d_params, **d_state}
-    if not d_state:  # no spectral norm: the discriminator keeps no statistics
-      return discriminator.apply(variables, x_prev, x_t, t).astype(jnp.float32), d_state
-    if update_stats:  # advance the power iterations
-      logits, d_state = discriminator.apply(variables, x_prev, x_t, t, update_stats=True,
-                                            mutable=list(d_state))
-      return logits.astype(jnp.float32), d_state
-    return discriminator.apply(variables, x_prev, x_t, t, update_stats=False).astype(
-        jnp.float32), d_state
+    return adversarial.apply_discriminator(discriminator, d_params, d_state, x_prev, x_t, t,
+                                           update_stats=update_stats)
 
   return adversarial.make_train_step(
       make_draw(schedule, g_apply, latent_dim=latent_dim, data_scale=data_scale,

@@ -56,13 +56,8 @@ def make_d_apply(discriminator: Discriminator) -> adversarial.DApplyFn:
   """``D(x, labels)``; with spectral norm its power iterations advance on ``update_stats``."""
 
   def d_apply(d_params, d_state, x, labels, update_stats):
-    variables = {'params': d_params, **d_state}
-    if update_stats and d_state:
-      logits, d_state = discriminator.apply(variables, x, labels, update_stats=True,
-                                            mutable=list(d_state))
-      return logits.astype(jnp.float32), d_state
-    return discriminator.apply(variables, x, labels, update_stats=False).astype(
-        jnp.float32), d_state
+    return adversarial.apply_discriminator(discriminator, d_params, d_state, x, labels,
+                                           update_stats=update_stats)
 
   return d_apply
 
