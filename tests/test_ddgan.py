@@ -19,8 +19,8 @@ from trilemma_jax import data, diffusion, families, losses, parallel, profiles
 from trilemma_jax.families.ddgan import family as ddgan
 from trilemma_jax.families.ddgan.nets import (AdaptiveGroupNorm, ConvDiscriminator,
                                               MLPDiscriminator, MLPGenerator,
-                                              PackedDiscriminator, SkipGenerator,
-                                              fourier_features)
+                                              PackedDiscriminator, PerStepGenerator,
+                                              SkipGenerator, fourier_features)
 
 
 def get_config(dataset):
@@ -279,6 +279,45 @@ def test_skip_generator_is_the_linear_denoiser_plus_a_scaled_body():
   c_out = np.sqrt(sigma ** 2 - c_skip ** 2 * (a * sigma ** 2 + 1 - a))
   np.testing.assert_allclose(out, c_skip * np.asarray(x_t) + c_out * np.array([0.5, -2.0]),
                              rtol=1e-5)
+
+
+def test_per_step_generator_computes_each_example_with_its_own_steps_weights():
+  body = MLPGenerator(width=8, num_blocks=1, z_emb_dim=4, mapping_layers=1, time_dim=8,
+                      num_groups=2, activation='relu')
+  g = PerStepGenerator(body, num_steps=3)
+  rng = np.random.default_rng(0)
+  x_t = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+  z = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
+  t = jnp.array([1, 2, 3, 3, 2, 1])
+  params = g.init(jax.random.PRNGKey(0), x_t, z, t)['params']
+  assert all(a.shape[0] == 3 for a in jax.tree.leaves(params))
+  out = g.apply({'params': params}, x_t, z, t)
+  for k in range(3):
+    # The body alone, with step k + 1's slice of every parameter, on every example.
+    own = body.apply({'params': jax.tree.map(lambda a: a[k], params['body'])}, x_t, z, t)
+    rows = np.asarray(t) == k + 1
+    np.testing.assert_allclose(out[rows], own[rows], rtol=1e-5, atol=1e-6)
+  # The steps do not share weights: the slices differ, and changing step 2's
+  # weights moves only the examples at t = 2.
+  assert not np.allclose(params['body']['dense_out']['kernel'][0],
+                         params['body']['dense_out']['kernel'][1])
+  moved = jax.tree.map(lambda a: a.at[1].multiply(2.0), params)
+  out2 = g.apply({'params': moved}, x_t, z, t)
+  changed = np.any(np.abs(np.asarray(out2 - out)) > 1e-6, axis=1)
+  np.testing.assert_array_equal(changed, np.asarray(t) == 2)
+
+
+def test_per_step_generator_trains_and_samples_and_old_runs_read_as_shared():
+  assert_saved_without_key_is_the_same_run('per_step_generator', True)
+  c = small_config(per_step_generator=True)
+  fam = families.build(c, POINTS)
+  state = fam.init(jax.random.PRNGKey(0), make_batch(POINTS))
+  kernels = state.params['generator']['body']['body']['dense_out']['kernel']
+  assert kernels.shape[0] == c.ddgan.num_steps  # SkipGenerator(PerStepGenerator(MLP))
+  state, metrics = jax.jit(fam.train_step)(state, make_batch(POINTS))
+  assert np.isfinite(float(metrics['g_loss']))
+  x = fam.sample(state, jax.random.PRNGKey(1), 8)
+  assert x.shape == (8, 2) and np.isfinite(np.asarray(x)).all()
 
 
 @pytest.mark.parametrize('dataset,shape', [

@@ -43,6 +43,7 @@ ADDED_KEYS: dict[str, Any] = {
     'ddgan.r1_gamma_start': 0.0,  # a constant R1 gamma
     'ddgan.pack': 1,
     'ddgan.spectral_norm': False,
+    'ddgan.per_step_generator': False,
     'ddgan.t_weights': [],  # (as JSON) uniform t
     'ddgan.last_step_weight': 1.0,
     'ddgan.time_power': 1.0,  # the official uniform time grid

@@ -830,6 +830,28 @@ GRID25_STRONGER_D = Profile(
 )
 
 
+# The energy score at t >= 2 made grid25's middle steps as wide as the exact ones
+# but also broke the last step (section 23's GRID25_ENERGY_LATE), whose weights
+# it shares: one generator per step (ddgan.per_step_generator), with and without
+# that score, on top of the default (R1 gamma 3 -> 0.1).
+GRID25_PER_STEP = Profile(
+    datasets=('grid25',),
+    families=('ddgan_per_step_energy0_1_from2', 'ddgan_per_step'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={},
+    variants={
+        'ddgan_per_step_energy0_1_from2': ('ddgan', {
+            **_GRID25_DEFAULT, 'ddgan.per_step_generator': True, 'ddgan.energy_weight': 0.1,
+            'ddgan.energy_from_step': 2}),
+        'ddgan_per_step': ('ddgan', {**_GRID25_DEFAULT, 'ddgan.per_step_generator': True}),
+    },
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description=('grid25 DDGAN T = 4, its default with one generator per step, with and '
+                 'without the energy score at t >= 2'),
+)
+
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP

@@ -86,6 +86,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   c.ddgan.last_step_weight = 1.0
   # G = c_skip x_t + c_out body (SkipGenerator), with the data's std from DatasetInfo.
   c.ddgan.skip_generator = False
+  # One set of generator weights per step t (PerStepGenerator); False shares one
+  # network over the steps, the original DDGAN. Costs T generators' arithmetic per call.
+  c.ddgan.per_step_generator = False
 
   c.model.latent_dim = 100  # z (the official code's nz)
   c.model.z_emb_dim = 128  # style vector w from the mapping network
@@ -268,6 +271,8 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
     validation.tuple_of(validation.positive_int, min_length=0)(
         'config.model.image.attn_resolutions',
         config_lib.setting(config, 'model.image.attn_resolutions'))
+  validation.boolean('config.ddgan.per_step_generator',
+                     config_lib.setting(config, 'ddgan.per_step_generator'))
   validation.non_negative('config.ddgan.energy_weight',
                           config_lib.setting(config, 'ddgan.energy_weight'))
   r1_start = validation.non_negative('config.ddgan.r1_gamma_start',

@@ -65,7 +65,7 @@ from trilemma_jax.families import adversarial
 from trilemma_jax.families.adversarial import GENERATOR, Draw
 from trilemma_jax.families.ddgan import ncsnpp
 from trilemma_jax.families.ddgan.nets import (ConvDiscriminator, MLPDiscriminator, MLPGenerator,
-                                              PackedDiscriminator,
+                                              PackedDiscriminator, PerStepGenerator,
                                               SkipGenerator, UNetGenerator)
 from trilemma_jax.train_state import Batch, Family, TrainState
 
@@ -474,6 +474,8 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
     discriminator = ConvDiscriminator(channels=tuple(im.d_channels), time_dim=m.time_dim,
                                       activation=m.d_activation, time_scale=time_scale,
                                       spectral_norm=spectral_norm, dtype=dtype)
+  if config_lib.setting(config, 'ddgan.per_step_generator'):
+    generator = PerStepGenerator(generator, schedule.num_steps)
   if d.skip_generator:
     generator = SkipGenerator(generator, tuple(float(a) for a in schedule.alpha_bars),
                               info.data_std * float(d.data_scale))

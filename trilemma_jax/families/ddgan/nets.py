@@ -447,6 +447,34 @@ class PackedDiscriminator(nn.Module):
     return self.inner(packed(x_prev), packed(x_t), t[::m], **kwargs)
 
 
+class PerStepGenerator(nn.Module):
+  """One set of generator weights per denoising step: ``G_t(x_t, z)``.
+
+  The official DDGAN shares one network over all steps and tells it the step
+  through the time embedding. Sharing ties the steps' behaviour together: on
+  grid25 a term that makes the middle steps use ``z`` also makes the last step
+  stochastic (docs/ddgan_steps.md, section 25). Here the wrapped body gets a
+  leading axis of ``num_steps`` on every parameter (``nn.vmap``); each example
+  is computed by every step's weights and keeps the output of its own step
+  ``t``, so a call costs ``num_steps`` bodies' arithmetic.
+
+  Attributes:
+    body: a generator module ``(x_t, z, t) -> [B, ...]`` (it still sees ``t``).
+    num_steps: T; ``t`` must be in ``1..T``.
+  """
+
+  body: nn.Module
+  num_steps: int
+
+  @nn.compact
+  def __call__(self, x_t: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
+    every_step = nn.vmap(lambda body, x_t, z, t: body(x_t, z, t),
+                         variable_axes={'params': 0}, split_rngs={'params': True},
+                         in_axes=None, out_axes=0, axis_size=self.num_steps)
+    outs = every_step(self.body, x_t, z, t)  # [T, B, ...]
+    return outs[t - 1, jnp.arange(x_t.shape[0])]
+
+
 # ------------------------------------------------------------ parameterisation
 
 
