@@ -852,6 +852,22 @@ GRID25_PER_STEP = Profile(
 )
 
 
+# GRID25_PER_STEP's first variant on five more seeds, 5-9 (the default lost seed 7).
+GRID25_PER_STEP_MORE_SEEDS = dataclasses.replace(
+    GRID25_PER_STEP, families=('ddgan_per_step_energy0_1_from2',), seeds=(5, 6, 7, 8, 9),
+    description=('grid25 DDGAN T = 4, one generator per step with the energy score at '
+                 't >= 2, seeds 5-9'))
+
+
+# One generator per step with a stronger energy score at t >= 2 (0.3, ring8's weight).
+GRID25_PER_STEP_ENERGY = dataclasses.replace(
+    GRID25_PER_STEP, families=('ddgan_per_step_energy0_3_from2',),
+    variants={'ddgan_per_step_energy0_3_from2': ('ddgan', {
+        **_GRID25_DEFAULT, 'ddgan.per_step_generator': True, 'ddgan.energy_weight': 0.3,
+        'ddgan.energy_from_step': 2})},
+    description='grid25 DDGAN T = 4, one generator per step with the energy score 0.3 at t >= 2')
+
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
