@@ -868,6 +868,13 @@ GRID25_PER_STEP_ENERGY = dataclasses.replace(
     description='grid25 DDGAN T = 4, one generator per step with the energy score 0.3 at t >= 2')
 
 
+# GRID25_PER_STEP_ENERGY on seeds 5-9.
+GRID25_PER_STEP_ENERGY_MORE_SEEDS = dataclasses.replace(
+    GRID25_PER_STEP_ENERGY, seeds=(5, 6, 7, 8, 9),
+    description=('grid25 DDGAN T = 4, one generator per step with the energy score 0.3 at '
+                 't >= 2, seeds 5-9'))
+
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
