@@ -318,6 +318,14 @@ def test_per_step_generator_trains_and_samples_and_old_runs_read_as_shared():
   assert np.isfinite(float(metrics['g_loss']))
   x = fam.sample(state, jax.random.PRNGKey(1), 8)
   assert x.shape == (8, 2) and np.isfinite(np.asarray(x)).all()
+  for arch in ('unet', 'ncsnpp'):  # the image generators take a leading step axis too
+    c = get_config('digits')
+    c.ddgan.per_step_generator, c.model.image.arch = True, arch
+    g, _ = ddgan.build_networks(c, DIGITS, schedule_of(c))
+    x0, z, t = jnp.zeros((4, 8, 8, 1)), jnp.zeros((4, c.model.latent_dim)), jnp.arange(1, 5)
+    variables = jax.eval_shape(g.init, jax.random.PRNGKey(0), x0, z, t)
+    assert all(a.shape[0] == 4 for a in jax.tree.leaves(variables))
+    assert jax.eval_shape(g.apply, variables, x0, z, t).shape == (4, 8, 8, 1)
 
 
 @pytest.mark.parametrize('dataset,shape', [

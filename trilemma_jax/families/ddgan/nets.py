@@ -452,8 +452,10 @@ class PerStepGenerator(nn.Module):
 
   The official DDGAN shares one network over all steps and tells it the step
   through the time embedding. Sharing ties the steps' behaviour together: on
-  grid25 a term that makes the middle steps use ``z`` also makes the last step
-  stochastic (docs/ddgan_steps.md, section 25). Here the wrapped body gets a
+  grid25 a term that makes the middle steps use ``z`` also makes the shared
+  last step stochastic. Separate weights untie them but did not make grid25
+  hold every seed, so no config uses this (docs/ddgan_steps.md, section 25).
+  Works with any body (MLP, U-Net, NCSN++). Here the wrapped body gets a
   leading axis of ``num_steps`` on every parameter (``nn.vmap``); each example
   is computed by every step's weights and keeps the output of its own step
   ``t``, so a call costs ``num_steps`` bodies' arithmetic.
