@@ -110,7 +110,8 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     if dataset == 'grid25':
       # R1's gamma from 3 down to the 0.1 of _points over the run: 25/25 modes on 5 of 5
       # seeds, 86-93 %HQ and reverse KL 0.09-0.20, where a constant 0.1 lost seed 0
-      # (1 %HQ) on the same machine (docs/ddgan_steps.md, section 23).
+      # (1 %HQ) on the same machine (docs/ddgan_steps.md, section 23). On seeds 5-9
+      # it lost seed 7 (11 %HQ; sections 24-25): not yet every seed.
       c.ddgan.r1_gamma_start = 3.0
     if dataset == 'ring8':
       # Eight steps on ring8 (modes of std 0.01): 8/8 modes and reverse KL 0.02-0.06 on
