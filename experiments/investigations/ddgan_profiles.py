@@ -875,6 +875,20 @@ GRID25_PER_STEP_ENERGY_MORE_SEEDS = dataclasses.replace(
                  't >= 2, seeds 5-9'))
 
 
+# The grid25 default at T = 8 (stable on five seeds in section 3, before packs and
+# the R1 path) on ten seeds.
+GRID25_T8_R1_SCHEDULE = Profile(
+    datasets=('grid25',),
+    families=('ddgan_T8_r1_3to0_1',),
+    seeds=tuple(range(10)),
+    overrides={},
+    variants={'ddgan_T8_r1_3to0_1': ('ddgan', {**_GRID25_DEFAULT, 'ddgan.num_steps': 8})},
+    num_samples=_SWEEP.num_samples,
+    speed_repeats=_SWEEP.speed_repeats,
+    description='grid25 DDGAN T = 8 with the default R1 path (3 -> 0.1), seeds 0-9',
+)
+
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
