@@ -792,101 +792,72 @@ GRID25_SN = Profile(
 )
 
 
-# The grid25 default (R1 gamma 3 -> 0.1; section 23) on five more seeds, 5-9: does
-# it hold every seed beyond the five it was chosen on?
-GRID25_R1_SCHEDULE_MORE_SEEDS = Profile(
-    datasets=('grid25',),
-    families=('ddgan_r1_3to0_1',),
-    seeds=(5, 6, 7, 8, 9),
-    overrides={},
-    variants={'ddgan_r1_3to0_1': ('ddgan', {'ddgan.r1_gamma_start': 3.0})},
-    num_samples=_SWEEP.num_samples,
-    speed_repeats=_SWEEP.speed_repeats,
-    description='grid25 DDGAN T = 4, its default (R1 gamma 3 -> 0.1), seeds 5-9',
-)
+# Sections 24-25 (session 17 on): grid25 DDGAN variants on top of its default, R1
+# gamma from 3 down to 0.1 (section 23), with the mode protocol's sample count.
+_GRID25_DEFAULT = {'ddgan.r1_gamma_start': 3.0}
 
+
+def _grid25(variants: dict, seeds: tuple, description: str) -> Profile:
+  """Grid25 DDGAN runs, one family entry per variant: ``{name: overrides on the default}``."""
+  return Profile(
+      datasets=('grid25',),
+      families=tuple(variants),
+      seeds=seeds,
+      overrides={},
+      variants={name: ('ddgan', {**_GRID25_DEFAULT, **o}) for name, o in variants.items()},
+      num_samples=_SWEEP.num_samples,
+      speed_repeats=_SWEEP.speed_repeats,
+      description=description,
+  )
+
+
+# The grid25 default on five more seeds, 5-9: does it hold every seed beyond the
+# five it was chosen on?
+GRID25_R1_SCHEDULE_MORE_SEEDS = _grid25(
+    {'ddgan_r1_3to0_1': {}}, (5, 6, 7, 8, 9),
+    'grid25 DDGAN T = 4, its default (R1 gamma 3 -> 0.1), seeds 5-9')
 
 # A slower discriminator collapsed grid25 seeds (section 23: d_lr 5e-4, 4 of 5),
-# and two D updates per G update ended section 3's collapse at T = 4: on top of the
-# default (R1 gamma 3 -> 0.1), a stronger discriminator three ways, on ten seeds.
-# 'ddgan_r1_3to0_1' is the default: copy its seeds 0-4 from GRID25_R1_SCHEDULE's
-# workdir and 5-9 from GRID25_R1_SCHEDULE_MORE_SEEDS's to reuse them.
-_GRID25_DEFAULT = {'ddgan.r1_gamma_start': 3.0}
-GRID25_STRONGER_D = Profile(
-    datasets=('grid25',),
-    families=('ddgan_r1_3to0_1', 'ddgan_n_critic_2', 'ddgan_d_lr_2e-3', 'ddgan_d_wide'),
-    seeds=tuple(range(10)),
-    overrides={},
-    variants={
-        'ddgan_r1_3to0_1': ('ddgan', _GRID25_DEFAULT),
-        'ddgan_n_critic_2': ('ddgan', {**_GRID25_DEFAULT, 'ddgan.n_critic': 2}),
-        'ddgan_d_lr_2e-3': ('ddgan', {**_GRID25_DEFAULT, 'optim.d_lr': 2e-3}),
-        'ddgan_d_wide': ('ddgan', {**_GRID25_DEFAULT, 'model.points.d_widths': (256, 256, 256)}),
-    },
-    num_samples=_SWEEP.num_samples,
-    speed_repeats=_SWEEP.speed_repeats,
-    description=('grid25 DDGAN T = 4, its default and a stronger discriminator: two D updates '
-                 'per G update, d_lr 2e-3, D widths 256'),
-)
-
+# and two D updates per G update ended section 3's collapse at T = 4: a stronger
+# discriminator three ways, on ten seeds. 'ddgan_r1_3to0_1' is the default: copy
+# its seeds 0-4 from GRID25_R1_SCHEDULE's workdir and 5-9 from
+# GRID25_R1_SCHEDULE_MORE_SEEDS's to reuse them.
+GRID25_STRONGER_D = _grid25(
+    {'ddgan_r1_3to0_1': {},
+     'ddgan_n_critic_2': {'ddgan.n_critic': 2},
+     'ddgan_d_lr_2e-3': {'optim.d_lr': 2e-3},
+     'ddgan_d_wide': {'model.points.d_widths': (256, 256, 256)}},
+    tuple(range(10)),
+    'grid25 DDGAN T = 4, its default and a stronger discriminator: two D updates '
+    'per G update, d_lr 2e-3, D widths 256')
 
 # The energy score at t >= 2 made grid25's middle steps as wide as the exact ones
 # but also broke the last step (section 23's GRID25_ENERGY_LATE), whose weights
 # it shares: one generator per step (ddgan.per_step_generator), with and without
-# that score, on top of the default (R1 gamma 3 -> 0.1).
-GRID25_PER_STEP = Profile(
-    datasets=('grid25',),
-    families=('ddgan_per_step_energy0_1_from2', 'ddgan_per_step'),
-    seeds=(0, 1, 2, 3, 4),
-    overrides={},
-    variants={
-        'ddgan_per_step_energy0_1_from2': ('ddgan', {
-            **_GRID25_DEFAULT, 'ddgan.per_step_generator': True, 'ddgan.energy_weight': 0.1,
-            'ddgan.energy_from_step': 2}),
-        'ddgan_per_step': ('ddgan', {**_GRID25_DEFAULT, 'ddgan.per_step_generator': True}),
-    },
-    num_samples=_SWEEP.num_samples,
-    speed_repeats=_SWEEP.speed_repeats,
-    description=('grid25 DDGAN T = 4, its default with one generator per step, with and '
-                 'without the energy score at t >= 2'),
-)
-
-
-# GRID25_PER_STEP's first variant on five more seeds, 5-9 (the default lost seed 7).
-GRID25_PER_STEP_MORE_SEEDS = dataclasses.replace(
-    GRID25_PER_STEP, families=('ddgan_per_step_energy0_1_from2',), seeds=(5, 6, 7, 8, 9),
-    description=('grid25 DDGAN T = 4, one generator per step with the energy score at '
-                 't >= 2, seeds 5-9'))
-
-
-# One generator per step with a stronger energy score at t >= 2 (0.3, ring8's weight).
-GRID25_PER_STEP_ENERGY = dataclasses.replace(
-    GRID25_PER_STEP, families=('ddgan_per_step_energy0_3_from2',),
-    variants={'ddgan_per_step_energy0_3_from2': ('ddgan', {
-        **_GRID25_DEFAULT, 'ddgan.per_step_generator': True, 'ddgan.energy_weight': 0.3,
-        'ddgan.energy_from_step': 2})},
-    description='grid25 DDGAN T = 4, one generator per step with the energy score 0.3 at t >= 2')
-
-
-# GRID25_PER_STEP_ENERGY on seeds 5-9.
-GRID25_PER_STEP_ENERGY_MORE_SEEDS = dataclasses.replace(
-    GRID25_PER_STEP_ENERGY, seeds=(5, 6, 7, 8, 9),
-    description=('grid25 DDGAN T = 4, one generator per step with the energy score 0.3 at '
-                 't >= 2, seeds 5-9'))
-
+# that score, then on seeds 5-9, then with the score at 0.3 (ring8's weight).
+_PER_STEP = {'ddgan.per_step_generator': True}
+_PER_STEP_ENERGY = {**_PER_STEP, 'ddgan.energy_weight': 0.1, 'ddgan.energy_from_step': 2}
+_PER_STEP_ENERGY_0_3 = {**_PER_STEP_ENERGY, 'ddgan.energy_weight': 0.3}
+GRID25_PER_STEP = _grid25(
+    {'ddgan_per_step_energy0_1_from2': _PER_STEP_ENERGY, 'ddgan_per_step': _PER_STEP},
+    (0, 1, 2, 3, 4),
+    'grid25 DDGAN T = 4, its default with one generator per step, with and '
+    'without the energy score at t >= 2')
+GRID25_PER_STEP_MORE_SEEDS = _grid25(
+    {'ddgan_per_step_energy0_1_from2': _PER_STEP_ENERGY}, (5, 6, 7, 8, 9),
+    'grid25 DDGAN T = 4, one generator per step with the energy score at t >= 2, seeds 5-9')
+GRID25_PER_STEP_ENERGY = _grid25(
+    {'ddgan_per_step_energy0_3_from2': _PER_STEP_ENERGY_0_3}, (0, 1, 2, 3, 4),
+    'grid25 DDGAN T = 4, one generator per step with the energy score 0.3 at t >= 2')
+GRID25_PER_STEP_ENERGY_MORE_SEEDS = _grid25(
+    {'ddgan_per_step_energy0_3_from2': _PER_STEP_ENERGY_0_3}, (5, 6, 7, 8, 9),
+    'grid25 DDGAN T = 4, one generator per step with the energy score 0.3 at t >= 2, seeds 5-9')
 
 # The grid25 default at T = 8 (stable on five seeds in section 3, before packs and
 # the R1 path) on ten seeds.
-GRID25_T8_R1_SCHEDULE = Profile(
-    datasets=('grid25',),
-    families=('ddgan_T8_r1_3to0_1',),
-    seeds=tuple(range(10)),
-    overrides={},
-    variants={'ddgan_T8_r1_3to0_1': ('ddgan', {**_GRID25_DEFAULT, 'ddgan.num_steps': 8})},
-    num_samples=_SWEEP.num_samples,
-    speed_repeats=_SWEEP.speed_repeats,
-    description='grid25 DDGAN T = 8 with the default R1 path (3 -> 0.1), seeds 0-9',
-)
+GRID25_T8_R1_SCHEDULE = _grid25(
+    {'ddgan_T8_r1_3to0_1': {'ddgan.num_steps': 8}}, tuple(range(10)),
+    'grid25 DDGAN T = 8 with the default R1 path (3 -> 0.1), seeds 0-9')
 
 
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
