@@ -258,6 +258,22 @@ def test_fourier_features_are_sines_and_cosines_of_octaves():
   np.testing.assert_array_equal(fourier_features(jnp.asarray(x), 0), x)
 
 
+def test_fourier_features_from_a_negative_octave_tell_the_grid_modes_apart():
+  x = np.array([[0.3, -1.2]], np.float32)
+  f = np.asarray(fourier_features(jnp.asarray(x), 4, first_octave=-2))
+  angles = (x[0][:, None] * np.pi * 2.0 ** np.arange(-2, 2)).ravel()
+  np.testing.assert_allclose(f[0], np.concatenate([x[0], np.sin(angles), np.cos(angles)]),
+                             rtol=1e-5, atol=1e-6)
+  # From octave 0 two grid25 modes 2 apart differ only in the raw coordinates;
+  # with octaves from -3 (period 16) every feature column separates -4 from 4.
+  modes = jnp.asarray([[-4.0, 0.0], [-2.0, 0.0], [4.0, 0.0]])
+  periodic = np.asarray(fourier_features(modes, 4))
+  np.testing.assert_allclose(periodic[0, 2:], periodic[1, 2:], atol=1e-5)
+  np.testing.assert_allclose(periodic[0, 2:], periodic[2, 2:], atol=1e-5)
+  low = np.asarray(fourier_features(modes, 7, first_octave=-3))
+  assert np.abs(low[0, 2:] - low[2, 2:]).max() > 1.0
+
+
 class ConstantBody(nn.Module):
   @nn.compact
   def __call__(self, x_t, z, t):
@@ -381,6 +397,17 @@ def test_the_digits_recipe_trains_the_last_step_four_times_as_often_at_any_T():
     o = get_config(other)
     assert ddgan.step_weights(o.ddgan.num_steps, o.ddgan.t_weights,
                               o.ddgan.last_step_weight) == (), other
+
+
+def test_fourier_first_octaves_reach_the_networks_and_old_runs_read_as_zero():
+  c = small_config(num_steps=2)
+  c.model.points.g_fourier_first_octave = -1
+  c.model.points.d_fourier_first_octave = -3
+  g, d = ddgan.build_networks(c, POINTS, schedule_of(c))
+  assert (g.body.fourier_first_octave, d.fourier_first_octave) == (-1, -3)
+  del c.model.points['g_fourier_first_octave'], c.model.points['d_fourier_first_octave']
+  g, d = ddgan.build_networks(c, POINTS, schedule_of(c))
+  assert (g.body.fourier_first_octave, d.fourier_first_octave) == (0, 0)
 
 
 # --------------------------------------------------------- the step, exactly

@@ -47,6 +47,8 @@ def test_unknown_or_malformed_families_are_clear_errors():
                                             r'in 1..1000'),
     ('ddgan', 'ddgan.data_scale', 0.0, 'config.ddgan.data_scale must be a positive number'),
     ('ddgan', 'model.latent_dim', 0, 'config.model.latent_dim must be a positive integer'),
+    ('ddgan', 'model.points.d_fourier_first_octave', 20,
+     r'config.model.points.d_fourier_first_octave must be an integer in -16..16, got 20'),
     ('vae', 'ema.decay', 1.0, r'config.ema.decay must be a number in \[0.0, 1.0\)'),
 ])
 def test_one_validation_pass_names_the_bad_key(family, key, value, message):

@@ -47,6 +47,8 @@ ADDED_KEYS: dict[str, Any] = {
     'ddgan.t_weights': [],  # (as JSON) uniform t
     'ddgan.last_step_weight': 1.0,
     'ddgan.time_power': 1.0,  # the official uniform time grid
+    'model.points.g_fourier_first_octave': 0,  # DDGAN's Fourier octaves from pi
+    'model.points.d_fourier_first_octave': 0,
     'model.image.arch': 'unet',  # DDGAN's image networks
     'model.image.attn_resolutions': [],  # (as JSON) DDGAN's before NCSN++; DDPM always had it
     'ddpm.ancestral': True,

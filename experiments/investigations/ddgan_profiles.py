@@ -860,6 +860,32 @@ GRID25_T8_R1_SCHEDULE = _grid25(
     'grid25 DDGAN T = 8 with the default R1 path (3 -> 0.1), seeds 0-9')
 
 
+# T = 8 held every seed but its mode weights are uneven (section 25): its middle
+# steps are too narrow (section 4), which the energy score widened on ring8
+# (section 21). The score at every step and from t = 2, on the T = 8 default;
+# 'ddgan_T8_r1_3to0_1' is GRID25_T8_R1_SCHEDULE's run (same workdir reuses it).
+_T8 = {'ddgan.num_steps': 8}
+GRID25_T8_ENERGY = _grid25(
+    {'ddgan_T8_r1_3to0_1': _T8,
+     'ddgan_T8_energy0_1': {**_T8, 'ddgan.energy_weight': 0.1},
+     'ddgan_T8_energy0_3': {**_T8, 'ddgan.energy_weight': 0.3},
+     'ddgan_T8_energy0_3_from2': {**_T8, 'ddgan.energy_weight': 0.3, 'ddgan.energy_from_step': 2}},
+    (0, 1, 2, 3, 4),
+    'grid25 DDGAN T = 8 with the energy score 0.1 and 0.3 at every step, and 0.3 at t >= 2')
+
+# The Fourier features of the default start at octave 0 (frequency pi): every
+# feature repeats with grid25's mode spacing, so only the raw coordinates tell
+# the discriminator which mode a point is in; a discriminator on raw coordinates
+# alone covered the modes evenly but blurred them (docs/ddgan_recipe.md). Octaves
+# from -3 (periods 16 down to 0.25) in D, and in G and D.
+_LOW_OCTAVES_D = {'model.points.d_fourier_octaves': 7, 'model.points.d_fourier_first_octave': -3}
+_LOW_OCTAVES_GD = {**_LOW_OCTAVES_D, 'model.points.g_fourier_octaves': 7,
+                   'model.points.g_fourier_first_octave': -3}
+GRID25_LOW_OCTAVES = _grid25(
+    {'ddgan_d_oct_m3': _LOW_OCTAVES_D, 'ddgan_gd_oct_m3': _LOW_OCTAVES_GD},
+    (0, 1, 2, 3, 4),
+    'grid25 DDGAN T = 4, Fourier octaves from -3 (period 16) in D, and in G and D')
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP

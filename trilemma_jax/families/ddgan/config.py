@@ -223,6 +223,10 @@ def _points(c: ml_collections.ConfigDict) -> None:
   p.g_blocks = 3
   p.g_fourier_octaves = 4
   p.d_fourier_octaves = 4
+  # The octaves are k = first, ..., first + octaves - 1 (frequencies pi 2^k): from
+  # k = 0 every feature has period 2, grid25's mode spacing (nets.fourier_features).
+  p.g_fourier_first_octave = 0
+  p.d_fourier_first_octave = 0
   p.d_widths = (128, 128, 128)
   c.optim.g_lr = 1e-3
   c.optim.d_lr = 1e-3
@@ -241,6 +245,8 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
                'model.points.g_blocks': validation.positive_int,
                'model.points.g_fourier_octaves': validation.non_negative_int,
                'model.points.d_fourier_octaves': validation.non_negative_int,
+               'model.points.g_fourier_first_octave': validation.int_range(-16, 16),
+               'model.points.d_fourier_first_octave': validation.int_range(-16, 16),
                'model.points.d_widths': positive_ints}
   else:
     section = {'model.image.ch': validation.positive_int,

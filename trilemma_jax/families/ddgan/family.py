@@ -449,11 +449,17 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
     generator = MLPGenerator(width=p.g_width, num_blocks=p.g_blocks, z_emb_dim=m.z_emb_dim,
                              mapping_layers=m.mapping_layers, time_dim=m.time_dim,
                              num_groups=m.num_groups, activation=m.g_activation,
-                             fourier_octaves=p.g_fourier_octaves, time_scale=time_scale,
+                             fourier_octaves=p.g_fourier_octaves,
+                             fourier_first_octave=int(config_lib.setting(
+                                 config, 'model.points.g_fourier_first_octave')),
+                             time_scale=time_scale,
                              dtype=dtype)
     discriminator = MLPDiscriminator(widths=tuple(p.d_widths), time_dim=m.time_dim,
                                      activation=m.d_activation,
-                                     fourier_octaves=p.d_fourier_octaves, time_scale=time_scale,
+                                     fourier_octaves=p.d_fourier_octaves,
+                                     fourier_first_octave=int(config_lib.setting(
+                                         config, 'model.points.d_fourier_first_octave')),
+                                     time_scale=time_scale,
                                      spectral_norm=spectral_norm, dtype=dtype)
   elif config_lib.setting(config, 'model.image.arch') == 'ncsnpp':
     im = m.image

@@ -102,30 +102,34 @@ class AdaptiveGroupNorm(nn.Module):
 # ------------------------------------------------------------------ flat data
 
 
-def fourier_features(x: jax.Array, num_octaves: int) -> jax.Array:
-  """``[B, D] -> [B, D (1 + 2K)]``: ``x``, ``sin(2^k pi x)`` and ``cos(2^k pi x)``, ``k < K``.
+def fourier_features(x: jax.Array, num_octaves: int, first_octave: int = 0) -> jax.Array:
+  """``[B, D] -> [B, D (1 + 2K)]``: ``x``, ``sin(2^k pi x)`` and ``cos(2^k pi x)`` for ``K`` octaves ``k``.
+
+  The octaves are ``k = first_octave, ..., first_octave + K - 1``.
 
   A coordinate MLP learns high frequencies slowly (spectral bias; Rahaman et
   al. 2019, Tancik et al. 2020): a discriminator fed raw 2-D coordinates could
   not tell the grid25 modes (std 0.05) from a copy blurred by 0.1 in 1,500
-  Adam steps, and learned it at once with these features. ``K = 0`` returns
-  ``x`` unchanged.
+  Adam steps, and learned it at once with these features. From octave 0 every
+  feature repeats with period 2, grid25's mode spacing, so the features alone
+  cannot tell one mode from another; negative octaves add periods of 4, 8,
+  16, ... ``K = 0`` returns ``x`` unchanged.
   """
   if num_octaves == 0:
     return x
-  freqs = jnp.pi * 2.0 ** jnp.arange(num_octaves, dtype=x.dtype)
+  freqs = jnp.pi * 2.0 ** jnp.arange(first_octave, first_octave + num_octaves, dtype=x.dtype)
   angles = (x[..., None] * freqs).reshape(x.shape[0], -1)
   return jnp.concatenate([x, jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
-def _fourier_in(x: jax.Array, num_octaves: int, dtype: Dtype) -> jax.Array:
+def _fourier_in(x: jax.Array, num_octaves: int, dtype: Dtype, first_octave: int = 0) -> jax.Array:
   """:func:`fourier_features` computed in float32, then cast to the layers' ``dtype``.
 
   In bfloat16 a coordinate near 4 is rounded to steps of 1/32, which the
   fastest octave of the grid25 default (``8 pi x``) turns into steps of 0.8
   radians.
   """
-  return fourier_features(x.astype(jnp.float32), num_octaves).astype(dtype)
+  return fourier_features(x.astype(jnp.float32), num_octaves, first_octave).astype(dtype)
 
 
 class _ResMLPBlock(nn.Module):
@@ -160,6 +164,7 @@ class MLPGenerator(nn.Module):
     num_groups: groups of the adaptive group norms.
     activation: hidden activation name.
     fourier_octaves: encode ``x_t`` with :func:`fourier_features` (0: raw).
+    fourier_first_octave: the lowest of those octaves.
     time_scale: the time embedding sees ``time_scale * t``.
     dtype: computation dtype (parameters stay float32).
   """
@@ -172,6 +177,7 @@ class MLPGenerator(nn.Module):
   num_groups: int = 16
   activation: str = 'leaky_relu'
   fourier_octaves: int = 0
+  fourier_first_octave: int = 0
   time_scale: float = 1.0
   dtype: Dtype = jnp.float32
 
@@ -186,7 +192,7 @@ class MLPGenerator(nn.Module):
                        name='mapping')(z)
     temb = TimeEmbedding(self.time_dim, self.time_dim, dtype=dtype,
                          name='time')(t * self.time_scale)
-    features = _fourier_in(x_t, self.fourier_octaves, dtype)
+    features = _fourier_in(x_t, self.fourier_octaves, dtype, self.fourier_first_octave)
     h = nn.Dense(self.width, dtype=dtype, name='dense_in')(features)
     for i in range(self.num_blocks):
       h = _ResMLPBlock(self.width, self.num_groups, self.activation, dtype=dtype,
@@ -203,6 +209,7 @@ class MLPDiscriminator(nn.Module):
     time_dim: width of the time embedding.
     activation: hidden activation name (official: leaky ReLU 0.2).
     fourier_octaves: encode both inputs with :func:`fourier_features` (0: raw).
+    fourier_first_octave: the lowest of those octaves.
     time_scale: the time embedding sees ``time_scale * t``.
     spectral_norm: spectrally normalise the layers the inputs pass through (see
       :class:`ConvDiscriminator`).
@@ -213,6 +220,7 @@ class MLPDiscriminator(nn.Module):
   time_dim: int = 128
   activation: str = 'leaky_relu'
   fourier_octaves: int = 0
+  fourier_first_octave: int = 0
   time_scale: float = 1.0
   spectral_norm: bool = False
   dtype: Dtype = jnp.float32
@@ -229,8 +237,9 @@ class MLPDiscriminator(nn.Module):
     act = layers.activation(self.activation)
     temb = act(TimeEmbedding(self.time_dim, self.time_dim, dtype=dtype,
                              name='time')(t * self.time_scale))
-    h = jnp.concatenate([_fourier_in(x_prev, self.fourier_octaves, dtype),
-                         _fourier_in(x_t, self.fourier_octaves, dtype)], axis=-1)
+    features = functools.partial(_fourier_in, num_octaves=self.fourier_octaves, dtype=dtype,
+                                 first_octave=self.fourier_first_octave)
+    h = jnp.concatenate([features(x_prev), features(x_t)], axis=-1)
     sn = functools.partial(layers.apply_layer, spectral_norm=self.spectral_norm,
                            update_stats=update_stats)
     for i, width in enumerate(self.widths):
