@@ -53,6 +53,9 @@ def small_config(dataset='grid25', **ddgan_overrides):
   c = get_config(dataset)
   c.ddgan.pack = 1  # the tests of packing set it
   c.ddgan.r1_gamma_start = 0.0  # a constant gamma; the test of the schedule sets it
+  if dataset == 'grid25':  # T = 4, no energy score, D's octaves 0..3: the tests set these
+    c.ddgan.num_steps, c.ddgan.energy_weight = 4, 0.0
+    c.model.points.d_fourier_octaves, c.model.points.d_fourier_first_octave = 4, 0
   c.model.latent_dim, c.model.z_emb_dim, c.model.mapping_layers = 3, 8, 1
   c.model.time_dim, c.model.num_groups = 8, 2
   if 'points' in c.model:
@@ -363,18 +366,21 @@ def test_default_networks_have_the_data_shape(dataset, shape):
 
 
 
-def test_ring8_gets_eight_steps_and_the_other_mixtures_four():
-  """Ring8's recipe differs from grid25's in T, the time grid, the step weights, the
-  energy score, the training steps and grid25's R1 path only (docs/ddgan_steps.md,
-  sections 11, 20, 21, 23)."""
+def test_the_mixture_recipes_differ_where_the_docs_say():
+  """Grid25 and ring8 both run T = 8 with the energy score; ring8 adds its time grid,
+  step weights and training steps, grid25 its R1 path and D's low Fourier octaves
+  (docs/ddgan_steps.md, sections 11, 20, 21, 23, 26)."""
   ring8, grid25 = get_config('ring8'), get_config('grid25')
-  assert (ring8.ddgan.num_steps, grid25.ddgan.num_steps) == (8, 4)
+  assert ring8.ddgan.num_steps == grid25.ddgan.num_steps == 8
+  assert ring8.ddgan.energy_weight == grid25.ddgan.energy_weight == 0.3
   weights = (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4
   assert config_lib.changed_keys(json.loads(grid25.to_json_best_effort()), ring8) == [
-      ('data.name', 'grid25', 'ring8'), ('ddgan.energy_weight', 0.0, 0.3),
-      ('ddgan.num_steps', 4, 8), ('ddgan.r1_gamma_start', 3.0, 0.0),
-      ('ddgan.t_weights', [], list(weights)),
-      ('ddgan.time_power', 1.0, 1.5), ('train.steps', 3000, 6000)]
+      ('data.name', 'grid25', 'ring8'), ('ddgan.r1_gamma_start', 3.0, 0.0),
+      ('ddgan.t_weights', [], list(weights)), ('ddgan.time_power', 1.0, 1.5),
+      ('model.points.d_fourier_first_octave', -3, 0), ('model.points.d_fourier_octaves', 7, 4),
+      ('train.steps', 3000, 6000)]
+  d_grid25 = ddgan.build_networks(grid25, POINTS, schedule_of(grid25))[1].inner  # unpacked
+  assert (d_grid25.fourier_octaves, d_grid25.fourier_first_octave) == (7, -3)
   parts = ddgan.build_parts(ring8, data.load_info('ring8'))
   assert parts.t_weights == weights and parts.energy_weight == 0.3
   np.testing.assert_array_equal(np.asarray(parts.schedule.alpha_bars),
@@ -1001,6 +1007,12 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
                              ('energy_weight', 0.0), ('r1_gamma_start', 0.0)):
           if f'ddgan.{key}' not in own:
             assert c.ddgan[key] == neutral, (name, entry, dataset, key)
+        # Grid25 before section 26: T = 4, D's Fourier octaves 0..3.
+        if dataset == 'grid25':
+          for key, before in (('ddgan.num_steps', 4), ('model.points.d_fourier_octaves', 4),
+                              ('model.points.d_fourier_first_octave', 0)):
+            if key not in own:
+              assert config_lib.setting(c, key) == before, (name, entry, key)
   ring8 = found['RING8_T8_TWEIGHTS']
   c = families.get_config('ddgan', 'ring8', ring8.overrides_for('ddgan_T8_t1x8', 'ring8'))
   assert ddgan.build_parts(c, data.load_info('ring8')).t_weights == (8.0,) + (1.0,) * 7

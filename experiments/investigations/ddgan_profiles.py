@@ -886,6 +886,31 @@ GRID25_LOW_OCTAVES = _grid25(
     (0, 1, 2, 3, 4),
     'grid25 DDGAN T = 4, Fourier octaves from -3 (period 16) in D, and in G and D')
 
+# T = 8 with the energy score 0.3 on five more seeds, 5-9, at every step and
+# at t >= 2. Run in GRID25_T8_ENERGY's workdir.
+GRID25_T8_ENERGY_MORE_SEEDS = _grid25(
+    {'ddgan_T8_energy0_3': {**_T8, 'ddgan.energy_weight': 0.3},
+     'ddgan_T8_energy0_3_from2': {**_T8, 'ddgan.energy_weight': 0.3, 'ddgan.energy_from_step': 2}},
+    (5, 6, 7, 8, 9),
+    'grid25 DDGAN T = 8 with the energy score 0.3 at every step and at t >= 2, seeds 5-9')
+
+# The low octaves evened the mode weights at T = 4 (reverse KL 0.14 -> 0.09):
+# on top of T = 8 with the energy score 0.3, in D, and in G and D.
+GRID25_T8_ENERGY_OCTAVES = _grid25(
+    {'ddgan_T8_energy0_3_d_oct_m3': {**_T8, 'ddgan.energy_weight': 0.3, **_LOW_OCTAVES_D},
+     'ddgan_T8_energy0_3_gd_oct_m3': {**_T8, 'ddgan.energy_weight': 0.3, **_LOW_OCTAVES_GD}},
+    (0, 1, 2, 3, 4),
+    'grid25 DDGAN T = 8, energy score 0.3, Fourier octaves from -3 in D, and in G and D')
+
+# T = 8 with D's octaves from -3, with and without the energy score 0.3, on ten
+# seeds. Run in GRID25_T8_ENERGY's workdir (GRID25_T8_ENERGY_OCTAVES ran seeds
+# 0-4 of the first).
+GRID25_T8_ENERGY_OCTAVES_MORE = _grid25(
+    {'ddgan_T8_energy0_3_d_oct_m3': {**_T8, 'ddgan.energy_weight': 0.3, **_LOW_OCTAVES_D},
+     'ddgan_T8_d_oct_m3': {**_T8, **_LOW_OCTAVES_D}},
+    tuple(range(10)),
+    'grid25 DDGAN T = 8, Fourier octaves from -3 in D with and without the energy score 0.3')
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
@@ -899,11 +924,14 @@ T_SWEEP_UNIFORM = _SWEEP
 # steps, the official grid, no energy score and a constant gamma under its own
 # settings.
 # The ring8 profiles measured at T = 4 before ring8's default became T = 8
-# (section 11) pin T = 4 as well. Ring8 now trains 6,000 steps (section 23); the
-# profiles pin its earlier 3,000 unless they set their own. With the pins their
-# commands train what they trained then.
+# (section 11) pin T = 4 as well, and every grid25 profile pins T = 4 and D's
+# Fourier octaves 0..3, grid25's default before section 26. Ring8 now trains
+# 6,000 steps (section 23); the profiles pin its earlier 3,000 unless they set
+# their own. With the pins their commands train what they trained then.
 _UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0,
             'ddgan.energy_weight': 0.0, 'ddgan.r1_gamma_start': 0.0}
+_GRID25_BEFORE_26 = {'ddgan.num_steps': 4, 'model.points.d_fourier_octaves': 4,
+                     'model.points.d_fourier_first_octave': 0}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 
@@ -911,6 +939,7 @@ def _pinned(name: str, profile: Profile) -> Profile:
   overrides = dict(profile.overrides)
   overrides['ddgan', '*'] = {**_UNIFORM, **overrides.get(('ddgan', '*'), {})}
   overrides['ddgan', 'ring8'] = {'train.steps': 3000, **overrides.get(('ddgan', 'ring8'), {})}
+  overrides['ddgan', 'grid25'] = {**_GRID25_BEFORE_26, **overrides.get(('ddgan', 'grid25'), {})}
   if name in _RING8_T4:
     overrides['ddgan', 'ring8'] = {'ddgan.num_steps': 4, **overrides.get(('ddgan', 'ring8'), {})}
   return dataclasses.replace(profile, overrides=overrides)

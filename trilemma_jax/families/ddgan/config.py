@@ -17,10 +17,11 @@ every departure:
   step ~9,000 the warm-up sets the decay, so the two would not differ there.
 * 2-D points: Fourier-feature inputs, a generator built on the linear
   denoiser (``ddgan.skip_generator``), ReLU, R1 every step, lr 1e-3, and a
-  discriminator that scores packs of 4 pairs (``ddgan.pack``). On grid25 R1's
-  gamma moves from 3 down to 0.1 over the run; ring8 runs T = 8 on a finer time
-  grid, trains its late steps more often, adds an energy score and trains 6,000
-  steps.
+  discriminator that scores packs of 4 pairs (``ddgan.pack``). Grid25 and ring8
+  run T = 8 with an energy score. On grid25 R1's gamma moves from 3 down to 0.1
+  over the run and the discriminator's Fourier features start three octaves
+  lower; ring8 runs on a finer time grid, trains its late steps more often and
+  trains 6,000 steps.
 * 8x8 digits: three D updates per G update and lr 1e-3.
 
 ``tfds:cifar10`` is the official CIFAR-10 run itself (``model.image.arch =
@@ -108,11 +109,22 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   if kind == 'points':
     _points(c)
     if dataset == 'grid25':
-      # R1's gamma from 3 down to the 0.1 of _points over the run: 25/25 modes on 5 of 5
-      # seeds, 86-93 %HQ and reverse KL 0.09-0.20, where a constant 0.1 lost seed 0
-      # (1 %HQ) on the same machine (docs/ddgan_steps.md, section 23). On seeds 5-9
-      # it lost seed 7 (11 %HQ; sections 24-25): not yet every seed.
+      # R1's gamma from 3 down to the 0.1 of _points over the run: at T = 4, 25/25
+      # modes on 5 of 5 seeds where a constant 0.1 lost seed 0 (1 %HQ) on the same
+      # machine (docs/ddgan_steps.md, section 23); it lost seed 7 of 5-9 (section 24).
       c.ddgan.r1_gamma_start = 3.0
+      # Eight steps, the energy score, and discriminator features down to period 16
+      # (octaves -3..3): 25/25 modes, 96.6-97.6 %HQ and reverse KL 0.005-0.016 on
+      # 10 of 10 seeds, against one collapse in ten and 0.05-0.42 at T = 4, 0.16-0.30
+      # at T = 8 alone and 0.02-0.08 without the score (docs/ddgan_steps.md,
+      # section 26). Features from octave 0 all repeat with the grid's spacing, so
+      # only the raw coordinates tell D one mode from another. The score blurs
+      # grid25 at T <= 4, where the last step's posterior is wide (section 21):
+      # another T needs --config.ddgan.energy_weight=0 too.
+      c.ddgan.num_steps = 8
+      c.ddgan.energy_weight = 0.3
+      c.model.points.d_fourier_octaves = 7
+      c.model.points.d_fourier_first_octave = -3
     if dataset == 'ring8':
       # Eight steps on ring8 (modes of std 0.01): 8/8 modes and reverse KL 0.02-0.06 on
       # 5 of 5 seeds, against 7-8 modes and 0.05-0.60 at T = 4 (docs/ddgan_steps.md, section 11).
