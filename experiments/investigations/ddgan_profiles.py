@@ -911,6 +911,21 @@ GRID25_T8_ENERGY_OCTAVES_MORE = _grid25(
     tuple(range(10)),
     'grid25 DDGAN T = 8, Fourier octaves from -3 in D with and without the energy score 0.3')
 
+# Back at T = 4 (issue 11's grid25 target is set there), on top of D's octaves
+# from -3: the energy score at t >= 2 only (the last step's posterior is wide at
+# T = 4, section 21), weights 0.1 and 0.3; twice the training steps; D's octaves
+# from -5. Run in GRID25_LOW_OCTAVES' workdir.
+GRID25_T4_OCTAVES = _grid25(
+    {'ddgan_d_oct_m3_energy0_1_from2': {**_LOW_OCTAVES_D, 'ddgan.energy_weight': 0.1,
+                                        'ddgan.energy_from_step': 2},
+     'ddgan_d_oct_m3_energy0_3_from2': {**_LOW_OCTAVES_D, 'ddgan.energy_weight': 0.3,
+                                        'ddgan.energy_from_step': 2},
+     'ddgan_d_oct_m3_6000_steps': {**_LOW_OCTAVES_D, 'train.steps': 6000},
+     'ddgan_d_oct_m5': {'model.points.d_fourier_octaves': 9,
+                        'model.points.d_fourier_first_octave': -5}},
+    (0, 1, 2, 3, 4),
+    'grid25 DDGAN T = 4, D octaves from -3: energy score at t >= 2; 6,000 steps; octaves from -5')
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
