@@ -414,6 +414,7 @@ def test_fourier_first_octaves_reach_the_networks_and_old_runs_read_as_zero():
   del c.model.points['g_fourier_first_octave'], c.model.points['d_fourier_first_octave']
   g, d = ddgan.build_networks(c, POINTS, schedule_of(c))
   assert (g.body.fourier_first_octave, d.fourier_first_octave) == (0, 0)
+  families.build(c, POINTS)  # validates: a run saved before the keys still loads
 
 
 # --------------------------------------------------------- the step, exactly
@@ -1039,3 +1040,9 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
       assert found[name].overrides_for(entry, 'ring8')['ddgan.num_steps'] == 4, (name, entry)
   assert found['COVERAGE_PROBE'].overrides_for('ddgan', 'ring8')['ddgan.num_steps'] == 4
   assert found['RING8_T8'].overrides_for('ddgan_T8', 'ring8')['ddgan.num_steps'] == 8
+  # Section 26's measured runs are today's grid25 default, through the pins.
+  new = found['GRID25_T8_ENERGY_OCTAVES_MORE']
+  measured = families.get_config('ddgan', 'grid25',
+                                 new.overrides_for('ddgan_T8_energy0_3_d_oct_m3', 'grid25'))
+  assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
+                                 families.get_config('ddgan', 'grid25')) == []

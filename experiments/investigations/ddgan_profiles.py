@@ -863,7 +863,8 @@ GRID25_T8_R1_SCHEDULE = _grid25(
 # T = 8 held every seed but its mode weights are uneven (section 25): its middle
 # steps are too narrow (section 4), which the energy score widened on ring8
 # (section 21). The score at every step and from t = 2, on the T = 8 default;
-# 'ddgan_T8_r1_3to0_1' is GRID25_T8_R1_SCHEDULE's run (same workdir reuses it).
+# 'ddgan_T8_r1_3to0_1' is GRID25_T8_R1_SCHEDULE's run: copy its seeds 0-4 from
+# that profile's workdir to reuse them (or let this profile retrain them).
 _T8 = {'ddgan.num_steps': 8}
 GRID25_T8_ENERGY = _grid25(
     {'ddgan_T8_r1_3to0_1': _T8,

@@ -257,8 +257,6 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
                'model.points.g_blocks': validation.positive_int,
                'model.points.g_fourier_octaves': validation.non_negative_int,
                'model.points.d_fourier_octaves': validation.non_negative_int,
-               'model.points.g_fourier_first_octave': validation.int_range(-16, 16),
-               'model.points.d_fourier_first_octave': validation.int_range(-16, 16),
                'model.points.d_widths': positive_ints}
   else:
     section = {'model.image.ch': validation.positive_int,
@@ -284,6 +282,9 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
       'ddgan.skip_generator': validation.boolean,
   })
   # Through setting(): the config.json of a run saved before the key existed lacks it.
+  if info.kind == 'points':
+    for key in ('model.points.g_fourier_first_octave', 'model.points.d_fourier_first_octave'):
+      validation.int_range(-16, 16)(f'config.{key}', config_lib.setting(config, key))
   if info.kind == 'image':
     validation.one_of(IMAGE_ARCHS)('config.model.image.arch',
                                    config_lib.setting(config, 'model.image.arch'))
