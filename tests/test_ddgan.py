@@ -267,14 +267,15 @@ def test_fourier_features_from_a_negative_octave_tell_the_grid_modes_apart():
   angles = (x[0][:, None] * np.pi * 2.0 ** np.arange(-2, 2)).ravel()
   np.testing.assert_allclose(f[0], np.concatenate([x[0], np.sin(angles), np.cos(angles)]),
                              rtol=1e-5, atol=1e-6)
-  # From octave 0 two grid25 modes 2 apart differ only in the raw coordinates;
-  # with octaves from -3 (period 16) every feature column separates -4 from 4.
-  modes = jnp.asarray([[-4.0, 0.0], [-2.0, 0.0], [4.0, 0.0]])
-  periodic = np.asarray(fourier_features(modes, 4))
-  np.testing.assert_allclose(periodic[0, 2:], periodic[1, 2:], atol=1e-5)
-  np.testing.assert_allclose(periodic[0, 2:], periodic[2, 2:], atol=1e-5)
-  low = np.asarray(fourier_features(modes, 7, first_octave=-3))
-  assert np.abs(low[0, 2:] - low[2, 2:]).max() > 1.0
+  # From octave 0 grid25's five mode positions on an axis (2 apart) differ only
+  # in the raw coordinates; from octave -3 (period 16) the Fourier columns alone
+  # tell all five apart.
+  modes = jnp.asarray([[c, 0.0] for c in (-4.0, -2.0, 0.0, 2.0, 4.0)])
+  periodic = np.asarray(fourier_features(modes, 4))[:, 2:]
+  np.testing.assert_allclose(periodic, np.broadcast_to(periodic[0], periodic.shape), atol=1e-5)
+  low = np.asarray(fourier_features(modes, 7, first_octave=-3))[:, 2:]
+  gaps = np.abs(low[:, None] - low[None]).max(axis=-1)
+  assert gaps[~np.eye(5, dtype=bool)].min() > 0.5
 
 
 class ConstantBody(nn.Module):
