@@ -1,6 +1,6 @@
 r"""The main job: every family on the same data, measured on the three corners.
 
-  python experiments/trilemma.py --workdir runs/trilemma [--profile default]
+  python experiments/trilemma.py --workdir runs/trilemma [--profile default] [--seeds 0]
 
 For each dataset, family and seed of the profile (trilemma_jax/profiles.py, or
 '<module>:<attribute>' for one of your own) it trains (or resumes) a run under
@@ -26,6 +26,9 @@ _PROFILE = flags.DEFINE_string(
     "'<module>:<attribute>' naming a trilemma_jax.profiles.Profile.")
 _FAMILIES = flags.DEFINE_list('families', None, "Subset of the profile's families (default all).")
 _DATASETS = flags.DEFINE_list('datasets', None, "Subset of the profile's datasets (default all).")
+_SEEDS = flags.DEFINE_list(
+    'seeds', None, "Seeds to run instead of the profile's, e.g. 0 (one seed: a third of the "
+    "default profile's time) or 0,1,2,3,4.")
 flags.mark_flag_as_required('workdir')
 
 
@@ -34,8 +37,15 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
   try:
+    seeds = None
+    if _SEEDS.value:
+      try:
+        seeds = [int(s) for s in _SEEDS.value]
+      except ValueError:
+        raise ValueError(f'--seeds={",".join(_SEEDS.value)}: expected integers, e.g. '
+                         '--seeds=0 or --seeds=0,1,2.') from None
     profile = harness.select(profiles.get_profile(_PROFILE.value), family_names=_FAMILIES.value,
-                             datasets=_DATASETS.value)
+                             datasets=_DATASETS.value, seeds=seeds)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   parallel.enable_compilation_cache()

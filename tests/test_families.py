@@ -129,3 +129,14 @@ def test_a_family_from_outside_the_library_trains_evaluates_and_reports(tmp_path
   assert all(f'{k}_std' in r for r in rows for k in ('hq_fraction', 'samples_per_second'))
   assert '| grid25 | toy_family | gaussian |' in (job / 'report.md').read_text()
   assert (job / 'trilemma.png').stat().st_size > 10_000
+
+  # --seeds runs the profile on other seeds: here one of the two, reused as it is.
+  result = subprocess.run([sys.executable, script('trilemma.py'), f'--workdir={job}',
+                           '--profile=toy_family.profile:SMOKE', '--seeds=1'],
+                          env=env, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert all(r['seeds'] == [1] for r in json.load(open(job / 'report.json'))['rows'])
+  result = subprocess.run([sys.executable, script('trilemma.py'), f'--workdir={job}',
+                           '--profile=toy_family.profile:SMOKE', '--seeds=one'],
+                          env=env, capture_output=True, text=True)
+  assert result.returncode == 1 and '--seeds=one: expected integers' in result.stderr

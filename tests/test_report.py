@@ -161,6 +161,14 @@ def test_profile_selection_and_profiles_by_import_path():
   assert harness.select(quick, family_names=['gan'], datasets=['digits']).families == ('gan',)
   with pytest.raises(ValueError, match=r"families \['gann'\] are not in the profile"):
     harness.select(quick, family_names=['gann'])
+  default = profiles.get_profile('default')
+  assert default.seeds == (0, 1, 2)
+  assert harness.select(default, seeds=[0]).seeds == (0,)
+  assert harness.select(default, seeds=[4, 3]).seeds == (4, 3)
+  assert harness.select(default, seeds=None).seeds == (0, 1, 2)
+  for bad in ([0, 0], [-1], [1.5]):
+    with pytest.raises(ValueError, match='must be distinct non-negative integers'):
+      harness.select(default, seeds=bad)
   with pytest.raises(ValueError, match='cannot be loaded'):
     profiles.get_profile('trilemma_jax.profiles:NO_SUCH_PROFILE')
   with pytest.raises(ValueError, match='is a dict, not a trilemma_jax Profile'):

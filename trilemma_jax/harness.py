@@ -107,14 +107,26 @@ def run_one(config: ml_collections.ConfigDict, workdir: str,
 
 
 def select(profile: Profile, *, family_names: Sequence[str] | None = None,
-           datasets: Sequence[str] | None = None) -> Profile:
-  """The profile restricted to some of its families and datasets."""
+           datasets: Sequence[str] | None = None,
+           seeds: Sequence[int] | None = None) -> Profile:
+  """The profile restricted to some of its families and datasets, and run on ``seeds``.
+
+  ``seeds`` replaces the profile's seeds (any distinct non-negative integers:
+  seeds beyond the profile's add runs, as on a faster machine; one seed is the
+  quickest look at a profile).
+  """
   for chosen, field in ((family_names, 'families'), (datasets, 'datasets')):
     if chosen:
       unknown = sorted(set(chosen) - set(getattr(profile, field)))
       if unknown:
         raise ValueError(f'{field} {unknown} are not in the profile ({", ".join(getattr(profile, field))}).')
       profile = dataclasses.replace(profile, **{field: tuple(chosen)})
+  if seeds:
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad or len(set(seeds)) != len(seeds):
+      raise ValueError(f'seeds {list(seeds)} must be distinct non-negative integers, e.g. 0 or '
+                       '0,1,2.')
+    profile = dataclasses.replace(profile, seeds=tuple(seeds))
   return profile
 
 
