@@ -1005,14 +1005,21 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
         continue
       for dataset in profile.datasets:
         c = families.get_config('ddgan', dataset, profile.overrides_for(entry, dataset))
+        # The pins sit under ('ddgan', '*'): a profile's own dataset setting keeps its value.
+        explicit = profile.overrides.get(('ddgan', dataset), {})
         for key, neutral in (('last_step_weight', 1.0), ('time_power', 1.0), ('t_weights', ()),
                              ('energy_weight', 0.0), ('r1_gamma_start', 0.0)):
-          if f'ddgan.{key}' not in own:
+          if f'ddgan.{key}' not in own and f'ddgan.{key}' not in explicit:
             assert c.ddgan[key] == neutral, (name, entry, dataset, key)
         # Grid25 before section 26: T = 4, D's Fourier octaves 0..3.
         if dataset == 'grid25':
           for key, before in (('ddgan.num_steps', 4), ('model.points.d_fourier_octaves', 4),
                               ('model.points.d_fourier_first_octave', 0)):
+            if key not in own:
+              assert config_lib.setting(c, key) == before, (name, entry, key)
+        # Digits before section 28: batch 64, R1 0.02.
+        if dataset == 'digits':
+          for key, before in (('data.batch_size', 64), ('ddgan.r1_gamma', 0.02)):
             if key not in own:
               assert config_lib.setting(c, key) == before, (name, entry, key)
   ring8 = found['RING8_T8_TWEIGHTS']
@@ -1047,3 +1054,13 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
                                  new.overrides_for('ddgan_T8_energy0_3_d_oct_m3', 'grid25'))
   assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
                                  families.get_config('ddgan', 'grid25')) == []
+  # Section 28's measured runs are today's digits default; its 'ddgan' entry the one before.
+  cheaper = found['DIGITS_CHEAPER_STEPS']
+  measured = families.get_config('ddgan', 'digits',
+                                 cheaper.overrides_for('ddgan_b32_nor1', 'digits'))
+  assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
+                                 families.get_config('ddgan', 'digits')) == []
+  before = families.get_config('ddgan', 'digits', cheaper.overrides_for('ddgan', 'digits'))
+  assert sorted(config_lib.changed_keys(json.loads(before.to_json_best_effort()),
+                                        families.get_config('ddgan', 'digits'))) == [
+      ('data.batch_size', 64, 32), ('ddgan.r1_gamma', 0.02, 0.0)]

@@ -940,6 +940,37 @@ STACKED_4X_STEPS = Profile(
     description='stacked digits DDGAN T = 4: four times the steps (4,800)',
 )
 
+# Digits at a lower cost per step (section 28): half the batch, no R1, a
+# narrower D, against the digits default of the time (batch 64, R1 0.02 every 15
+# D updates; pinned below), five seeds. The digits default trains the last step
+# 4x as often, which the pins would otherwise turn off.
+DIGITS_CHEAPER_STEPS = Profile(
+    datasets=('digits',),
+    families=('ddgan', 'ddgan_d16', 'ddgan_b32', 'ddgan_nor1', 'ddgan_b32_nor1'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides={('ddgan', 'digits'): {'ddgan.last_step_weight': 4.0}},
+    variants={'ddgan_d16': ('ddgan', {'model.image.d_channels': (16, 32)}),
+              'ddgan_b32': ('ddgan', {'data.batch_size': 32}),
+              'ddgan_nor1': ('ddgan', {'ddgan.r1_gamma': 0.0}),
+              'ddgan_b32_nor1': ('ddgan', {'data.batch_size': 32, 'ddgan.r1_gamma': 0.0})},
+    num_samples=1000,
+    speed_repeats=3,
+    description='digits DDGAN T = 4: batch 32, no R1, a narrower D',
+)
+
+# Stacked digits at 4,800 steps and batch 32 (section 28): the cost of
+# section 27's 2,400 steps.
+STACKED_4X_STEPS_B32 = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan_b32_4x',),
+    seeds=(0, 1),
+    overrides={},
+    variants={'ddgan_b32_4x': ('ddgan', {'train.steps': 4800, 'data.batch_size': 32})},
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: 4,800 steps at batch 32',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
@@ -956,11 +987,14 @@ T_SWEEP_UNIFORM = _SWEEP
 # (section 11) pin T = 4 as well, and every grid25 profile pins T = 4 and D's
 # Fourier octaves 0..3, grid25's default before section 26. Ring8 now trains
 # 6,000 steps (section 23); the profiles pin its earlier 3,000 unless they set
-# their own. With the pins their commands train what they trained then.
+# their own. Digits trained at batch 64 with R1 (gamma 0.02 every 15 D updates)
+# before section 28; the profiles pin both. With the pins their commands train
+# what they trained then.
 _UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0,
             'ddgan.energy_weight': 0.0, 'ddgan.r1_gamma_start': 0.0}
 _GRID25_BEFORE_26 = {'ddgan.num_steps': 4, 'model.points.d_fourier_octaves': 4,
                      'model.points.d_fourier_first_octave': 0}
+_DIGITS_BEFORE_28 = {'data.batch_size': 64, 'ddgan.r1_gamma': 0.02}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 
@@ -969,6 +1003,7 @@ def _pinned(name: str, profile: Profile) -> Profile:
   overrides['ddgan', '*'] = {**_UNIFORM, **overrides.get(('ddgan', '*'), {})}
   overrides['ddgan', 'ring8'] = {'train.steps': 3000, **overrides.get(('ddgan', 'ring8'), {})}
   overrides['ddgan', 'grid25'] = {**_GRID25_BEFORE_26, **overrides.get(('ddgan', 'grid25'), {})}
+  overrides['ddgan', 'digits'] = {**_DIGITS_BEFORE_28, **overrides.get(('ddgan', 'digits'), {})}
   if name in _RING8_T4:
     overrides['ddgan', 'ring8'] = {'ddgan.num_steps': 4, **overrides.get(('ddgan', 'ring8'), {})}
   return dataclasses.replace(profile, overrides=overrides)
