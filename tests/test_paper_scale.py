@@ -202,6 +202,7 @@ def test_small_ncsnpp_ddgan_trains_a_step():
   c.model.z_emb_dim, c.model.mapping_layers, c.model.time_dim = 8, 1, 8
   c.data.batch_size = 4
   c.ddgan.n_critic = 1
+  c.ddgan.r1_gamma, c.ddgan.r1_every = 0.02, 1  # R1's double backward through NCSN++'s D
   info = DatasetInfo(name='digits', shape=(8, 8, 1), kind='image', num_classes=10,
                      num_train=100, num_test=100, levels=17)
   family = families.build(c, info)

@@ -163,7 +163,8 @@ def test_profile_selection_and_profiles_by_import_path():
     harness.select(quick, family_names=['gann'])
   default = profiles.get_profile('default')
   assert default.seeds == (0, 1, 2)
-  assert harness.select(default, seeds=[0]).seeds == (0,)
+  one = harness.select(default, seeds=[0])
+  assert one.seeds == (0,) and one.description.endswith('(run on seeds 0)')
   assert harness.select(default, seeds=[4, 3]).seeds == (4, 3)
   assert harness.select(default, seeds=None).seeds == (0, 1, 2)
   for bad in ([0, 0], [-1], [1.5]):

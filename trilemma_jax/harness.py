@@ -111,9 +111,9 @@ def select(profile: Profile, *, family_names: Sequence[str] | None = None,
            seeds: Sequence[int] | None = None) -> Profile:
   """The profile restricted to some of its families and datasets, and run on ``seeds``.
 
-  ``seeds`` replaces the profile's seeds (any distinct non-negative integers:
-  seeds beyond the profile's add runs, as on a faster machine; one seed is the
-  quickest look at a profile).
+  ``seeds`` replaces the profile's seeds: any distinct non-negative integers,
+  fewer for a quicker look (one seed carries about a third of the default
+  profile's time) or more for a tighter spread; the description says so.
   """
   for chosen, field in ((family_names, 'families'), (datasets, 'datasets')):
     if chosen:
@@ -126,7 +126,10 @@ def select(profile: Profile, *, family_names: Sequence[str] | None = None,
     if bad or len(set(seeds)) != len(seeds):
       raise ValueError(f'seeds {list(seeds)} must be distinct non-negative integers, e.g. 0 or '
                        '0,1,2.')
-    profile = dataclasses.replace(profile, seeds=tuple(seeds))
+    profile = dataclasses.replace(
+        profile, seeds=tuple(seeds),
+        description=f'{profile.description} (run on seeds {", ".join(map(str, seeds))})'
+        if profile.description else '')
   return profile
 
 

@@ -2,8 +2,7 @@
 
 A profile names the datasets, families and seeds, and per (family, dataset) the
 overrides of the family's config that set the budget. Families on the same
-dataset get comparable budgets: the same data, the same batch size where the
-family allows it, and training times of the same order on the profile's target
+dataset get comparable budgets: the same data, training times of the same order on the profile's target
 machine. How the budgets of the ``default`` profile were sized is in
 ``docs/budgets.md``.
 
@@ -87,8 +86,9 @@ _DEFAULT = {
 }
 
 # The coverage profile's budgets: ring8 gets the grid25 budgets of the default
-# profile and stacked digits its digits budgets (the same nets and batch sizes as
-# there), so the three datasets' rows compare like with like. DDGAN keeps its
+# profile and stacked digits its digits budgets (the same steps; the configs'
+# nets, and batch sizes but for the DDGAN's, 32 on digits and 64 on stacked
+# digits), so the three datasets' rows compare like with like. DDGAN keeps its
 # configs' budgets there too: 6,000 steps on ring8 (the GAN's budget), 1,200 on
 # stacked digits.
 _COVERAGE = {

@@ -3,7 +3,8 @@
 Traces ``--steps`` calls of the compiled train step (after a warm-up) with
 ``jax.profiler`` and sums the durations of the executed XLA ops, grouped by
 their name without the numeric suffix (``ynn_fusion.245`` counts as
-``ynn_fusion``: YNNPACK's fused convolutions and dots on CPU). Op times on
+``ynn_fusion``: YNNPACK's fused convolutions and dots on CPU); only trace events
+that name an HLO op count. Op times on
 several threads add up, so their sum can exceed the wall time per step, which
 is printed beside it together with the host time of the calls (argument
 handling: it grows with the number of arrays in the state). The trace stays
@@ -38,23 +39,19 @@ _STEPS = flags.DEFINE_integer('steps', 20, 'traced train steps')
 _TOP = flags.DEFINE_integer('top', 20, 'op kinds listed')
 _OUT = flags.DEFINE_string('out', 'runs/op_profile', 'trace directory (replaced)')
 
-# Trace events that are not XLA ops: the runtime's own spans and Python frames.
-_NOT_OPS = ('ThunkExecutor', '$', 'PjitFunction', 'SlinkyThreadPool', 'CommonPjRt', 'PjRt',
-            'ParseArguments', 'Handle inputs')
-
-
 def op_times(trace_dir: str, steps: int) -> tuple[collections.Counter, collections.Counter]:
   """Microseconds and counts per op kind and step, from the Perfetto trace in ``trace_dir``."""
   (path,) = glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True)
   with gzip.open(path) as f:
     events = json.load(f)['traceEvents']
-  seconds, counts = collections.Counter(), collections.Counter()
+  micros, counts = collections.Counter(), collections.Counter()
   for e in events:
-    if e.get('ph') == 'X' and 'dur' in e and not e['name'].startswith(_NOT_OPS):
+    # XLA ops carry their HLO name in args; the runtime's spans and Python frames do not.
+    if e.get('ph') == 'X' and 'dur' in e and 'hlo_op' in (e.get('args') or {}):
       kind = re.sub(r'[.\d]+$', '', e['name'])
-      seconds[kind] += e['dur'] / steps
+      micros[kind] += e['dur'] / steps
       counts[kind] += 1 / steps
-  return seconds, counts
+  return micros, counts
 
 
 def main(argv):
@@ -93,13 +90,13 @@ def main(argv):
   jax.block_until_ready(state)
   jax.profiler.stop_trace()
 
-  seconds, counts = op_times(_OUT.value, n)
+  micros, counts = op_times(_OUT.value, n)
   print(f'{config.family} on {info.name}: {1000 * wall:.1f} ms per step (untraced), '
         f'{len(jax.tree.leaves(state))} arrays in the state, {1000 * host / n:.1f} ms per call '
         f'on the host while traced')
-  print(f'XLA op time summed over threads: {sum(seconds.values()) / 1000:.1f} ms per step')
-  for kind, us in seconds.most_common(_TOP.value):
-    print(f'{us / 1000:9.2f} ms {counts[kind]:7.1f} x  {kind}')
+  print(f'XLA op time summed over threads: {sum(micros.values()) / 1000:.1f} ms per step')
+  for kind, us in micros.most_common(_TOP.value):
+    print(f'{us / 1000:9.2f} ms {counts[kind]:7.1f} x  {kind} ({us / counts[kind] / 1000:.2f} ms each)')
 
 
 if __name__ == '__main__':
