@@ -115,6 +115,23 @@ def _time_train_step(step, state, batches, *, k: int, batch_size: int, windows: 
   return result
 
 
+def train_setup(config) -> tuple[Any, Any, Any, Any]:
+  """``(family, mesh, state, iterator)`` to time ``config``'s train step on one device.
+
+  The family built for the config, a one-device mesh, the initial state as
+  training makes it, and the train stream of the dataset's batches.
+  """
+  info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
+  family = families.build(config, info)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = parallel.jit_init(family.init, mesh)(new_rng(config.seed),
+                                               checkpoints.example_batch(info))
+  source = data.get_source(config.data.name, 'train', data_dir=config.data.data_dir or None)
+  iterator = data.train_iterator(source, global_batch_size=config.data.batch_size,
+                                 seed=config.seed)
+  return family, mesh, state, iterator
+
+
 def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None = None,
                      peak_gflops: float | None = None) -> dict[str, Any]:
   """Train-step speed of ``config``'s family on its dataset, one device.
@@ -129,14 +146,7 @@ def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None =
     ``peak_fraction`` (of ``peak_gflops``, when given), ``batch_size``,
     ``params`` (trained parameters in all networks).
   """
-  info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
-  family = families.build(config, info)
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  state = parallel.jit_init(family.init, mesh)(new_rng(config.seed),
-                                               checkpoints.example_batch(info))
-  source = data.get_source(config.data.name, 'train', data_dir=config.data.data_dir or None)
-  iterator = data.train_iterator(source, global_batch_size=config.data.batch_size,
-                                 seed=config.seed)
+  family, mesh, state, iterator = train_setup(config)
   k = config.train.steps_per_dispatch
   if k == 1:
     batches = [parallel.shard_batch(next(iterator), mesh) for _ in range(8)]

@@ -31,8 +31,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from trilemma_jax import checkpoints, data, families, parallel
-from trilemma_jax.train_state import new_rng
+from trilemma_jax import benchmark, parallel
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'family config file:dataset')
 _STEPS = flags.DEFINE_integer('steps', 20, 'traced train steps')
@@ -59,14 +58,7 @@ def main(argv):
   config = _CONFIG.value
   if config is None:
     raise app.UsageError('--config is required, e.g. trilemma_jax/families/ddgan/config.py:digits')
-  info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
-  family = families.build(config, info)
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  state = parallel.jit_init(family.init, mesh)(new_rng(config.seed),
-                                               checkpoints.example_batch(info))
-  source = data.get_source(config.data.name, 'train', data_dir=config.data.data_dir or None)
-  iterator = data.train_iterator(source, global_batch_size=config.data.batch_size,
-                                 seed=config.seed)
+  family, mesh, state, iterator = benchmark.train_setup(config)
   batches = [parallel.shard_batch(next(iterator), mesh) for _ in range(4)]
   step = parallel.jit_train_step(family.train_step, mesh)
   for i in range(5):
@@ -91,7 +83,7 @@ def main(argv):
   jax.profiler.stop_trace()
 
   micros, counts = op_times(_OUT.value, n)
-  print(f'{config.family} on {info.name}: {1000 * wall:.1f} ms per step (untraced), '
+  print(f'{config.family} on {config.data.name}: {1000 * wall:.1f} ms per step (untraced), '
         f'{len(jax.tree.leaves(state))} arrays in the state, {1000 * host / n:.1f} ms per call '
         f'on the host while traced')
   print(f'XLA op time summed over threads: {sum(micros.values()) / 1000:.1f} ms per step')
