@@ -2,9 +2,9 @@
 
 A profile names the datasets, families and seeds, and per (family, dataset) the
 overrides of the family's config that set the budget. Families on the same
-dataset get comparable budgets: the same data, training times of the same order on the profile's target
-machine. How the budgets of the ``default`` profile were sized is in
-``docs/budgets.md``.
+dataset get comparable budgets: the same data and training times of the same
+order on the profile's target machine. How the budgets of the ``default``
+profile were sized is in ``docs/budgets.md``.
 
 A profile outside this module (say, one that adds a family of a user's) is named
 by ``'<import path of a module>:<attribute>'``, e.g. ``my_project.profiles:SMALL``.

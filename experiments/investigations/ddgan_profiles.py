@@ -960,16 +960,10 @@ DIGITS_CHEAPER_STEPS = Profile(
 
 # Stacked digits at 4,800 steps and batch 32 (section 28): the cost of
 # section 27's 2,400 steps.
-STACKED_4X_STEPS_B32 = Profile(
-    datasets=('stacked_digits',),
-    families=('ddgan_b32_4x',),
-    seeds=(0, 1),
-    overrides={},
+STACKED_4X_STEPS_B32 = dataclasses.replace(
+    STACKED_4X_STEPS, families=('ddgan_b32_4x',),
     variants={'ddgan_b32_4x': ('ddgan', {'train.steps': 4800, 'data.batch_size': 32})},
-    num_samples=1000,
-    speed_repeats=3,
-    description='stacked digits DDGAN T = 4: 4,800 steps at batch 32',
-)
+    description='stacked digits DDGAN T = 4: 4,800 steps at batch 32')
 
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
