@@ -1,6 +1,6 @@
 r"""The main job: every family on the same data, measured on the three corners.
 
-  python experiments/trilemma.py --workdir runs/trilemma [--profile default] [--seeds 0]
+  python experiments/trilemma.py --workdir runs/trilemma [--profile default] [--seeds 0,1,2]
 
 For each dataset, family and seed of the profile (trilemma_jax/profiles.py, or
 '<module>:<attribute>' for one of your own) it trains (or resumes) a run under
@@ -27,8 +27,8 @@ _PROFILE = flags.DEFINE_string(
 _FAMILIES = flags.DEFINE_list('families', None, "Subset of the profile's families (default all).")
 _DATASETS = flags.DEFINE_list('datasets', None, "Subset of the profile's datasets (default all).")
 _SEEDS = flags.DEFINE_list(
-    'seeds', None, "Seeds to run instead of the profile's, e.g. 0 (one seed: a third of the "
-    "default profile's time) or 0,1,2,3,4.")
+    'seeds', None, "Seeds to run instead of the profile's, e.g. 0,1,2 (the default profile "
+    "on three seeds, mean ± std over them: about three times its one seed's time) or 0.")
 flags.mark_flag_as_required('workdir')
 
 

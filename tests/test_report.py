@@ -162,11 +162,11 @@ def test_profile_selection_and_profiles_by_import_path():
   with pytest.raises(ValueError, match=r"families \['gann'\] are not in the profile"):
     harness.select(quick, family_names=['gann'])
   default = profiles.get_profile('default')
-  assert default.seeds == (0, 1, 2)
-  one = harness.select(default, seeds=[0])
-  assert one.seeds == (0,) and one.description.endswith('(run on seeds 0)')
+  assert default.seeds == (0,)
+  three = harness.select(default, seeds=[0, 1, 2])
+  assert three.seeds == (0, 1, 2) and three.description.endswith('(run on seeds 0, 1, 2)')
   assert harness.select(default, seeds=[4, 3]).seeds == (4, 3)
-  assert harness.select(default, seeds=None).seeds == (0, 1, 2)
+  assert harness.select(default, seeds=None) == default
   for bad in ([0, 0], [-1], [1.5]):
     with pytest.raises(ValueError, match='must be distinct non-negative integers'):
       harness.select(default, seeds=bad)

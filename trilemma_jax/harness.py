@@ -112,8 +112,9 @@ def select(profile: Profile, *, family_names: Sequence[str] | None = None,
   """The profile restricted to some of its families and datasets, and run on ``seeds``.
 
   ``seeds`` replaces the profile's seeds: any distinct non-negative integers,
-  fewer for a quicker look (one seed carries about a third of the default
-  profile's time) or more for a tighter spread; the description says so.
+  fewer for a quicker look or more for mean ± std over seeds (the default
+  profile runs one seed; ``(0, 1, 2)`` takes about three times as long); the
+  description says so.
   """
   for chosen, field in ((family_names, 'families'), (datasets, 'datasets')):
     if chosen:
