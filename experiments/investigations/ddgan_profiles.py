@@ -1006,3 +1006,19 @@ def _pinned(name: str, profile: Profile) -> Profile:
 for _name, _value in list(globals().items()):
   if isinstance(_value, Profile):
     globals()[_name] = _pinned(_name, _value)
+
+
+# Defined after the pins: it measures the digits default of section 28 (batch 32,
+# no R1, three D updates per G update) against fewer D updates, beside the DDPM,
+# at the default profile's budgets, five seeds (section 29).
+DIGITS_N_CRITIC = Profile(
+    datasets=('digits',),
+    families=('ddgan', 'ddgan_nc2', 'ddgan_nc1', 'ddpm'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides=PROFILES['default'].overrides,
+    variants={'ddgan_nc2': ('ddgan', {'ddgan.n_critic': 2}),
+              'ddgan_nc1': ('ddgan', {'ddgan.n_critic': 1})},
+    num_samples=1000,
+    speed_repeats=3,
+    description='digits DDGAN T = 4 with 3, 2 and 1 D updates per G update, and the DDPM',
+)
