@@ -1060,6 +1060,10 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
                                  cheaper.overrides_for('ddgan_b32_nor1', 'digits'))
   assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
                                  families.get_config('ddgan', 'digits')) == []
+  n_critic = found['DIGITS_N_CRITIC']  # section 29: its three-update entry is the default
+  measured = families.get_config('ddgan', 'digits', n_critic.overrides_for('ddgan_nc3', 'digits'))
+  assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
+                                 families.get_config('ddgan', 'digits')) == []
   before = families.get_config('ddgan', 'digits', cheaper.overrides_for('ddgan', 'digits'))
   assert sorted(config_lib.changed_keys(json.loads(before.to_json_best_effort()),
                                         families.get_config('ddgan', 'digits'))) == [

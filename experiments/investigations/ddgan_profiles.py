@@ -965,6 +965,21 @@ STACKED_4X_STEPS_B32 = dataclasses.replace(
     variants={'ddgan_b32_4x': ('ddgan', {'train.steps': 4800, 'data.batch_size': 32})},
     description='stacked digits DDGAN T = 4: 4,800 steps at batch 32')
 
+# The digits default of section 28 (batch 32, no R1, the last step drawn 4x as
+# often; pinned in the variants) with three, two and one D updates per G update,
+# beside the DDPM, at the default profile's budgets, five seeds (section 29).
+_DIGITS_28 = {'data.batch_size': 32, 'ddgan.r1_gamma': 0.0, 'ddgan.last_step_weight': 4.0}
+DIGITS_N_CRITIC = Profile(
+    datasets=('digits',),
+    families=('ddgan_nc3', 'ddgan_nc2', 'ddgan_nc1', 'ddpm'),
+    seeds=(0, 1, 2, 3, 4),
+    overrides=PROFILES['default'].overrides,
+    variants={f'ddgan_nc{n}': ('ddgan', {**_DIGITS_28, 'ddgan.n_critic': n}) for n in (3, 2, 1)},
+    num_samples=1000,
+    speed_repeats=3,
+    description='digits DDGAN T = 4 with 3, 2 and 1 D updates per G update, and the DDPM',
+)
+
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
 # every step drawn equally often (its digits runs now weight the last step 4x).
 T_SWEEP_UNIFORM = _SWEEP
@@ -1007,18 +1022,3 @@ for _name, _value in list(globals().items()):
   if isinstance(_value, Profile):
     globals()[_name] = _pinned(_name, _value)
 
-
-# Defined after the pins: it measures the digits default of section 28 (batch 32,
-# no R1, three D updates per G update) against fewer D updates, beside the DDPM,
-# at the default profile's budgets, five seeds (section 29).
-DIGITS_N_CRITIC = Profile(
-    datasets=('digits',),
-    families=('ddgan', 'ddgan_nc2', 'ddgan_nc1', 'ddpm'),
-    seeds=(0, 1, 2, 3, 4),
-    overrides=PROFILES['default'].overrides,
-    variants={'ddgan_nc2': ('ddgan', {'ddgan.n_critic': 2}),
-              'ddgan_nc1': ('ddgan', {'ddgan.n_critic': 1})},
-    num_samples=1000,
-    speed_repeats=3,
-    description='digits DDGAN T = 4 with 3, 2 and 1 D updates per G update, and the DDPM',
-)
