@@ -13,7 +13,8 @@ under ``--out`` for TensorBoard or Perfetto.
   .venv/bin/python experiments/investigations/op_profile.py \\
       --config trilemma_jax/families/ddgan/config.py:digits
   .venv/bin/python experiments/investigations/op_profile.py \\
-      --config trilemma_jax/families/ddpm/config.py:digits --config.ddpm.timesteps=100
+      --config trilemma_jax/families/ddpm/config.py:digits --config.ddpm.timesteps=100 \\
+      --config.ddpm.vb_terms=0
 """
 
 from __future__ import annotations
