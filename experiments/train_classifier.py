@@ -1,8 +1,12 @@
 r"""Trains (or checks) the feature network of one dataset and caches it.
 
   python experiments/train_classifier.py --dataset=fashion_mnist [--cache_dir=DIR] [--retrain]
+  python experiments/train_classifier.py --dataset=digits --retrain --export
 
-Without --retrain an existing checkpoint is loaded and re-checked. Either way
+Without --retrain an existing checkpoint (or the package's shipped weights) is
+loaded and re-checked. --export writes the network into the package
+(trilemma_jax/metrics/feature_nets/<dataset>.npz and .json), where every later
+job on any machine loads it instead of training (metrics/features.py). Either way
 the script prints the test accuracy and exits with an error when it is below
 the accuracy the quality metrics require. Run it once before a multi-process
 job: feature networks are trained in a single process only.
@@ -15,6 +19,7 @@ import time
 from absl import app, flags, logging
 
 from trilemma_jax import metrics
+from trilemma_jax.metrics import features
 
 _DATASET = flags.DEFINE_string(
     'dataset', None, f'One of {", ".join(sorted(metrics.MIN_TEST_ACCURACY))}.')
@@ -24,6 +29,9 @@ _CACHE_DIR = flags.DEFINE_string(
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data directory.')
 _RETRAIN = flags.DEFINE_bool('retrain', False, 'Train even if a checkpoint exists.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Training seed.')
+_EXPORT = flags.DEFINE_bool(
+    'export', False, 'Write the network into the package as its shipped weights (needs '
+    '--retrain, the default training and seed 0).')
 flags.mark_flags_as_required(['dataset'])
 
 
@@ -33,6 +41,9 @@ def main(argv):
   # Progress of the training, without orbax's INFO line for every file it writes.
   logging.set_verbosity(logging.WARNING)
   std_logging.getLogger('trilemma_jax').setLevel(std_logging.INFO)
+  if _EXPORT.value and not (_RETRAIN.value and _SEED.value == 0):
+    raise app.UsageError('--export ships a network trained here with the default settings: '
+                         'give --retrain, and no --seed other than 0.')
   start = time.perf_counter()
   try:
     net = metrics.get_feature_net(_DATASET.value, cache_dir=_CACHE_DIR.value,
@@ -40,6 +51,10 @@ def main(argv):
                                   seed=_SEED.value)
   except metrics.FeatureNetAccuracyError as e:
     raise SystemExit(f'FAILED: {e}') from e
+  if _EXPORT.value:
+    spec = features.FEATURE_NET_SPECS[net.dataset]
+    params, metadata = features.load_checkpoint(net.checkpoint, spec)
+    print(f'exported {features.export_shipped(net.dataset, params, metadata)}')
   print(json.dumps({
       'dataset': net.dataset, 'test_accuracy': round(net.test_accuracy, 4),
       'min_accuracy': net.min_accuracy, 'feature_dim': net.feature_dim,

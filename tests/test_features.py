@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 import chex
 import jax
@@ -36,7 +38,8 @@ def train_calls():
 
 @pytest.fixture(scope='module')
 def digits_net(cache_dir, train_calls):
-  net = metrics.get_feature_net('digits', cache_dir=cache_dir)
+  """Trained here (the package ships one too; see the shipped-weights tests)."""
+  net = metrics.get_feature_net('digits', cache_dir=cache_dir, retrain=True)
   assert len(train_calls) == 1
   return net
 
@@ -127,6 +130,54 @@ def test_stacked_digits_per_channel_labels(cache_dir, train_calls, digits_net):
   modes = metrics.label_mode_metrics(predicted)
   assert modes['max_modes'] == 1000
   assert modes['modes'] == len(np.unique(predicted @ np.array([100, 10, 1])))
+
+
+def test_shipped_digits_net_is_loaded_without_training(tmp_path, train_calls, digits_test):
+  calls = len(train_calls)
+  net = metrics.get_feature_net('digits', cache_dir=str(tmp_path))
+  stacked = metrics.get_feature_net('stacked_digits', cache_dir=str(tmp_path))
+  assert len(train_calls) == calls
+  assert os.listdir(tmp_path) == []  # nothing trained, nothing cached
+  assert net.checkpoint == stacked.checkpoint == features_lib.shipped_path('digits')
+  assert net.checkpoint.startswith(features_lib.SHIPPED_DIR)
+  x, y = digits_test
+  # The accuracy is measured on the data here, and passes the gate.
+  assert net.test_accuracy == float(np.mean(net.predict(x) == y)) >= 0.97
+  assert stacked.test_accuracy >= 0.97
+
+
+@pytest.mark.slow
+def test_shipped_digits_net_is_what_the_project_trains(digits_net, digits_test, tmp_path):
+  """The shipped weights are the default training's (seed 0) result, up to float rounding."""
+  shipped = metrics.get_feature_net('digits', cache_dir=str(tmp_path))
+  x, _ = digits_test
+  agree = float(np.mean(shipped.predict(x) == digits_net.predict(x)))
+  assert agree >= 0.98, agree
+  assert abs(shipped.test_accuracy - digits_net.test_accuracy) <= 0.02
+  # And the cache, where it holds a network, takes precedence over the shipped one.
+  assert digits_net.checkpoint != shipped.checkpoint
+
+
+def test_shipped_net_of_other_settings_is_refused(tmp_path, digits_test):
+  spec = metrics.FEATURE_NET_SPECS['digits']
+  num_train = data.load_info('digits').num_train
+  params, metadata = features_lib.load_shipped('digits', spec, num_train)
+  assert metadata['training']['seed'] == 0
+  assert metadata['training']['steps'] == features_lib.default_steps(spec, num_train)
+  # A spec edited without re-exporting the weights: refused, with the command that re-exports.
+  for changed in (dataclasses.replace(spec, epochs=spec.epochs - 1),
+                  dataclasses.replace(spec, feature_dim=64)):
+    with pytest.raises(ValueError, match='train_classifier.py --dataset=digits --retrain --export'):
+      features_lib.load_shipped('digits', changed, num_train)
+  # Export and load are inverse.
+  path = features_lib.export_shipped('digits', params, metadata, str(tmp_path))
+  again, meta_again = features_lib.load_shipped('digits', spec, num_train, path)
+  chex.assert_trees_all_equal(again, params)
+  assert meta_again == metadata
+  # Parameters that do not fit the architecture are refused too.
+  np.savez(path, **{'Dense_0/kernel': np.zeros((3, 3), np.float32)})
+  with pytest.raises(ValueError, match='does not hold the parameters'):
+    features_lib.load_shipped('digits', spec, num_train, path)
 
 
 def test_accuracy_gate_raises_and_is_rechecked_on_load(tmp_path, train_calls):
@@ -256,3 +307,12 @@ def test_a_user_spec_cannot_replace_a_built_in_network(tmp_path):
     with pytest.raises(ValueError, match=f"'{name}' has a built-in feature network"):
       metrics.get_feature_net(name, cache_dir=str(tmp_path), spec=weaker)
   assert not os.listdir(tmp_path)  # nothing trained, nothing cached
+
+
+def test_export_needs_the_default_training():
+  script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'experiments', 'train_classifier.py')
+  out = subprocess.run([sys.executable, script, '--dataset=digits', '--export'],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  assert '--export ships a network trained here with the default settings' in out.stderr

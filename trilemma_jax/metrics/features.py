@@ -6,7 +6,7 @@ measured in the penultimate layer of a classifier trained on the data itself
 this project only, and only between runs that used the same feature network.
 
 >>> from trilemma_jax import metrics
->>> net = metrics.get_feature_net('digits')  # trains once (~10 s), then loads
+>>> net = metrics.get_feature_net('digits')  # the shipped weights (see below)
 >>> feats = net.features(x)                  # [N, 128] float32
 >>> labels = metrics.get_feature_net('stacked_digits').predict(x3)  # [N, 3]
 
@@ -26,6 +26,15 @@ metadata holding the test accuracy, architecture and training settings) under
 with ``$TRILEMMA_CACHE_DIR`` defaulting to ``~/.cache/trilemma_jax``. Orbax
 writes into a temporary directory and renames it when complete, so an
 interrupted save never leaves a checkpoint that would load.
+
+The digits network (also the per-channel classifier of stacked digits) ships
+with the package (``feature_nets/digits.npz`` and its metadata ``.json``,
+made by ``experiments/train_classifier.py --dataset=digits --retrain
+--export``): every machine scores digits with the same features, and a job
+does not train it. Where no cached checkpoint exists it is loaded instead of
+training, its test accuracy checked again on the data here; a cached
+checkpoint (e.g. from ``retrain=True``) takes precedence. A spec changed
+without re-exporting is refused with the command that re-exports it.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import math
 import os
@@ -203,7 +213,8 @@ class FeatureNet:
     min_accuracy: the accuracy the gate required.
     input_shape: ``(H, W, C)`` of the images it accepts.
     per_channel: apply the grey classifier to each channel and concatenate.
-    checkpoint: directory of the cached checkpoint ('' if none).
+    checkpoint: directory of the cached checkpoint, or the shipped weights
+      file (:func:`shipped_path`); '' if none.
     block_size: images per compiled forward pass.
   """
 
@@ -445,6 +456,82 @@ def load_checkpoint(directory: str, spec: FeatureNetSpec) -> tuple[Any, dict[str
   return params, metadata
 
 
+# ------------------------------------------------------------------ shipped weights
+
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'feature_nets')
+
+
+def shipped_path(dataset: str) -> str | None:
+  """The package's weights file of ``dataset``'s network (``feature_nets/<name>.npz``), or None.
+
+  Shipped networks were trained by the project's own command (see
+  :func:`export_shipped`) with their spec's settings and seed 0; every machine
+  then scores with the same features, as FID does with one set of Inception
+  weights, and no job spends time training them.
+  """
+  path = os.path.join(SHIPPED_DIR, f'{dataset}.npz')
+  return path if os.path.exists(path) else None
+
+
+def _shipped_training(spec: FeatureNetSpec, num_train: int) -> dict[str, Any]:
+  """The training settings a shipped network of ``spec`` must have been made with."""
+  return {**dataclasses.asdict(spec), 'seed': 0, 'steps': default_steps(spec, num_train)}
+
+
+def export_shipped(dataset: str, params: Any, metadata: dict[str, Any],
+                   directory: str = SHIPPED_DIR) -> str:
+  """Writes a trained network as ``directory/<dataset>.npz`` plus its metadata ``.json``.
+
+  ``params`` and ``metadata`` are what :func:`get_feature_net` trained (or
+  loaded from the cache); ``python experiments/train_classifier.py
+  --dataset=digits --retrain --export`` does it all. Returns the ``.npz`` path.
+  """
+  flat = {'/'.join(k): np.asarray(v) for k, v in flax.traverse_util.flatten_dict(
+      jax.device_get(params)).items()}
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, f'{dataset}.npz')
+  np.savez(path, **flat)
+  with open(os.path.join(directory, f'{dataset}.json'), 'w') as f:
+    json.dump(metadata, f, indent=2, sort_keys=True)
+    f.write('\n')
+  return path
+
+
+def load_shipped(dataset: str, spec: FeatureNetSpec, num_train: int,
+                 path: str | None = None) -> tuple[Any, dict[str, Any]]:
+  """Reads the shipped network of ``dataset``, refusing one made for other settings.
+
+  Returns:
+    ``(params, metadata)``; params as numpy arrays.
+  """
+  path = path or shipped_path(dataset)
+  with open(path[:-len('.npz')] + '.json') as f:
+    metadata = json.load(f)
+  expected = _shipped_training(spec, num_train)
+  training = {k: metadata.get('training', {}).get(k) for k in expected}
+  if (metadata.get('format_version') != FORMAT_VERSION or
+      metadata.get('architecture') != spec.architecture() or
+      json.loads(json.dumps(expected)) != training):
+    raise ValueError(
+        f'The shipped feature network {path} was made with architecture '
+        f'{metadata.get("architecture")} and training {training}; the spec of {dataset!r} now '
+        f'says {spec.architecture()} and {expected}. Re-export it: python '
+        f'experiments/train_classifier.py --dataset={dataset} --retrain --export')
+  target = jax.eval_shape(spec.model().init, jax.random.key(0),
+                          jnp.zeros((1, *spec.image_shape), jnp.float32))['params']
+  with np.load(path) as arrays:
+    stored = dict(arrays)
+  flat_target = flax.traverse_util.flatten_dict(target)
+  names = {'/'.join(k) for k in flat_target}
+  if names != set(stored) or any(
+      stored['/'.join(k)].shape != t.shape for k, t in flat_target.items()):
+    raise ValueError(f'The shipped feature network {path} does not hold the parameters of '
+                     f'{spec.architecture()}; re-export it.')
+  params = flax.traverse_util.unflatten_dict(
+      {k: stored['/'.join(k)].astype(t.dtype) for k, t in flat_target.items()})
+  return params, metadata
+
+
 def _train_and_save(name: str, spec: FeatureNetSpec, directory: str, *, data_dir: str | None,
                     seed: int, steps: int | None, overwrite: bool) -> tuple[Any, dict]:
   if jax.process_count() > 1:
@@ -484,7 +571,10 @@ def get_feature_net(dataset: str, *, cache_dir: str | None = None,
                     data_dir: str | None = None, retrain: bool = False, seed: int = 0,
                     steps: int | None = None, spec: FeatureNetSpec | None = None,
                     block_size: int = DEFAULT_BLOCK_SIZE) -> FeatureNet:
-  """The gated feature network of ``dataset``: loaded from the cache, else trained and saved.
+  """The gated feature network of ``dataset``: from the cache, else shipped, else trained and saved.
+
+  The shipped weights (:func:`shipped_path`) stand in only for the default
+  training (``seed=0``, ``steps=None``), and never with ``retrain``.
 
   Args:
     dataset: ``'digits'``, ``'stacked_digits'``, ``'fashion_mnist'``, a name in
@@ -528,11 +618,19 @@ def get_feature_net(dataset: str, *, cache_dir: str | None = None,
         f'{base!r} has images {info.shape} and {info.num_classes} classes, but the feature '
         f'network spec expects {spec.image_shape} and {spec.num_classes}.')
   directory = checkpoint_dir(base, cache_dir)
-  if retrain or not os.path.isdir(directory):
+  shipped = shipped_path(base)
+  if not retrain and os.path.isdir(directory):
+    params, metadata = load_checkpoint(directory, spec)
+  elif not retrain and shipped and seed == 0 and steps is None:
+    x_test, y_test = data.load_arrays(base, 'test', data_dir=data_dir)
+    params, metadata = load_shipped(base, spec, info.num_train, shipped)
+    # Checked here, not taken from the file: the gate holds on this machine's data.
+    metadata = {**metadata, 'test_accuracy': classifier_accuracy(
+        spec.model(), params, x_test, y_test, block_size=block_size)}
+    directory = shipped
+  else:
     params, metadata = _train_and_save(base, spec, directory, data_dir=data_dir, seed=seed,
                                        steps=steps, overwrite=retrain)
-  else:
-    params, metadata = load_checkpoint(directory, spec)
   # On the device once, not copied with every block.
   params = jax.device_put(params)
   net = FeatureNet(dataset=base, model=spec.model(), params=params,
