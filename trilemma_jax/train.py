@@ -285,8 +285,10 @@ def _write_final_outputs(config, workdir, family, state, info, *, writer_step: i
   """
   writes = jax.process_index() == 0
   # Drawn in calls of the evaluation's batch size: its compiled sampler is then reused.
+  _, nfe = next(iter(family.samplers.values()))
   samples = sampling.draw(sampling.sampler_fn(family), state, config.train.num_samples,
-                          batch=min(config.train.num_samples, SPEED_BATCH), seed=config.seed)
+                          batch=min(config.train.num_samples, SPEED_BATCH), seed=config.seed,
+                          vmapped=sampling.vmap_pays(info.kind, nfe))
   if writes:
     path = os.path.join(workdir, 'samples', f'step_{writer_step:07d}.png')
     plotting.save_samples(samples, path, kind=info.kind, means=info.means,

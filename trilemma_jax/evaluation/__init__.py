@@ -113,7 +113,8 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, speed_repeats:
   for sampler, (_, nfe) in family.samplers.items():
     fn = sampling.sampler_fn(family, sampler)
     samples, timing = sampling.draw_timed(fn, state, n_draw, batch=speed.SPEED_BATCH, seed=seed,
-                                          min_timed=speed_repeats)
+                                          min_timed=speed_repeats,
+                                          vmap_untimed=sampling.vmap_pays(info.kind, nfe))
     row: dict[str, Any] = {
         'family': config.family, 'sampler': sampler, 'dataset': info.name, 'nfe': nfe,
         'seed': int(config.seed), 'train_steps': step, **quality.EMPTY,
