@@ -4,8 +4,9 @@ r"""Evaluates a trained run on quality, coverage and speed; writes DIR/eval.json
 
 Uses the EMA weights where the family keeps them and one row per sampler of the
 family (DDPM: ancestral and DDIM). Image data are scored in the features of a
-project-trained classifier, which is trained and cached on first use and must
-pass its test-accuracy gate first. Datasets without a built-in classifier (a
+project-trained classifier, which ships with the package (digits, stacked
+digits) or is trained and cached on first use, and must pass its test-accuracy
+gate first. Datasets without a built-in classifier (a
 labelled npz file, another TFDS dataset) get one with --feature_min_accuracy:
 it is trained on the run's dataset and must reach that test accuracy; without
 the flag their FD/KID/PRDC are left out and the speed and likelihood remain.

@@ -51,7 +51,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # fetches in parallel and leaves bytecode to the first import); pip stays the
   # fallback where no uv wheel installs.
   if .venv/bin/python -m pip install -q "uv==$UV_VERSION" 2>/dev/null; then
-    install_pkgs() { .venv/bin/uv pip install -q --python .venv/bin/python "$@"; }
+    # uv does not read pip's configuration (index mirrors, certificates): where it
+    # cannot install, pip does.
+    install_pkgs() {
+      .venv/bin/uv pip install -q --python .venv/bin/python "$@" || {
+        echo "note: uv could not install $*; trying pip." >&2
+        .venv/bin/python -m pip install -q "$@"
+      }
+    }
   else
     echo "note: uv $UV_VERSION did not install; using pip." >&2
     .venv/bin/python -m pip install -q --upgrade pip

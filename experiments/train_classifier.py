@@ -3,13 +3,15 @@ r"""Trains (or checks) the feature network of one dataset and caches it.
   python experiments/train_classifier.py --dataset=fashion_mnist [--cache_dir=DIR] [--retrain]
   python experiments/train_classifier.py --dataset=digits --retrain --export
 
-Without --retrain an existing checkpoint (or the package's shipped weights) is
-loaded and re-checked. --export writes the network into the package
-(trilemma_jax/metrics/feature_nets/<dataset>.npz and .json), where every later
-job on any machine loads it instead of training (metrics/features.py). Either way
-the script prints the test accuracy and exits with an error when it is below
-the accuracy the quality metrics require. Run it once before a multi-process
-job: feature networks are trained in a single process only.
+Without --retrain the package's shipped weights (digits) or an existing
+checkpoint are loaded and re-checked. --export writes the network into the
+package (trilemma_jax/metrics/feature_nets/<dataset>.npz and .json: the source
+tree of an editable install), where every later job on any machine loads it
+instead of training (metrics/features.py); stacked_digits exports its base,
+digits. Either way the script prints the test accuracy and exits with an error
+when it is below the accuracy the quality metrics require. Run it once before a
+multi-process job on a dataset whose network does not ship: feature networks
+are trained in a single process only.
 """
 
 import json
@@ -41,9 +43,14 @@ def main(argv):
   # Progress of the training, without orbax's INFO line for every file it writes.
   logging.set_verbosity(logging.WARNING)
   std_logging.getLogger('trilemma_jax').setLevel(std_logging.INFO)
+  base = features.PER_CHANNEL_BASE.get(_DATASET.value, _DATASET.value)
   if _EXPORT.value and not (_RETRAIN.value and _SEED.value == 0):
     raise app.UsageError('--export ships a network trained here with the default settings: '
                          'give --retrain, and no --seed other than 0.')
+  if _EXPORT.value and base not in features.FEATURE_NET_SPECS:
+    built_in = ', '.join(sorted(features.FEATURE_NET_SPECS))
+    raise app.UsageError(f'--export ships built-in networks only ({built_in}), not '
+                         f'{_DATASET.value!r}.')
   start = time.perf_counter()
   try:
     net = metrics.get_feature_net(_DATASET.value, cache_dir=_CACHE_DIR.value,
@@ -52,9 +59,8 @@ def main(argv):
   except metrics.FeatureNetAccuracyError as e:
     raise SystemExit(f'FAILED: {e}') from e
   if _EXPORT.value:
-    spec = features.FEATURE_NET_SPECS[net.dataset]
-    params, metadata = features.load_checkpoint(net.checkpoint, spec)
-    print(f'exported {features.export_shipped(net.dataset, params, metadata)}')
+    params, metadata = features.load_checkpoint(net.checkpoint, features.FEATURE_NET_SPECS[base])
+    print(f'exported {features.export_shipped(base, params, metadata)}')
   print(json.dumps({
       'dataset': net.dataset, 'test_accuracy': round(net.test_accuracy, 4),
       'min_accuracy': net.min_accuracy, 'feature_dim': net.feature_dim,

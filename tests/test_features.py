@@ -69,7 +69,7 @@ def test_second_call_loads_the_cache_and_gives_identical_features(
     digits_net, digits_test, cache_dir, train_calls):
   calls_before = len(train_calls)
   mtime = os.stat(os.path.join(cache_dir, 'digits')).st_mtime_ns
-  loaded = metrics.get_feature_net('digits', cache_dir=cache_dir)
+  loaded = metrics.get_feature_net('digits', cache_dir=cache_dir, shipped=False)
   assert len(train_calls) == calls_before
   assert os.stat(os.path.join(cache_dir, 'digits')).st_mtime_ns == mtime
   x = digits_test[0]
@@ -110,7 +110,7 @@ def test_no_recompile_across_blocks_and_calls(digits_net, digits_test, monkeypat
 @pytest.mark.slow
 def test_stacked_digits_per_channel_labels(cache_dir, train_calls, digits_net):
   calls_before = len(train_calls)
-  net = metrics.get_feature_net('stacked_digits', cache_dir=cache_dir)
+  net = metrics.get_feature_net('stacked_digits', cache_dir=cache_dir, shipped=False)
   assert len(train_calls) == calls_before  # reuses the digits classifier
   assert net.dataset == 'stacked_digits' and net.per_channel
   x, y = data.load_arrays('stacked_digits', 'test')
@@ -147,15 +147,15 @@ def test_shipped_digits_net_is_loaded_without_training(tmp_path, train_calls, di
 
 
 @pytest.mark.slow
-def test_shipped_digits_net_is_what_the_project_trains(digits_net, digits_test, tmp_path):
+def test_shipped_digits_net_is_what_the_project_trains(digits_net, digits_test, cache_dir):
   """The shipped weights are the default training's (seed 0) result, up to float rounding."""
-  shipped = metrics.get_feature_net('digits', cache_dir=str(tmp_path))
+  # The cache holds the network trained here; a default call still takes the shipped one.
+  shipped = metrics.get_feature_net('digits', cache_dir=cache_dir)
+  assert shipped.checkpoint == features_lib.shipped_path('digits') != digits_net.checkpoint
   x, _ = digits_test
   agree = float(np.mean(shipped.predict(x) == digits_net.predict(x)))
   assert agree >= 0.98, agree
   assert abs(shipped.test_accuracy - digits_net.test_accuracy) <= 0.02
-  # And the cache, where it holds a network, takes precedence over the shipped one.
-  assert digits_net.checkpoint != shipped.checkpoint
 
 
 def test_shipped_net_of_other_settings_is_refused(tmp_path, digits_test):
@@ -187,11 +187,13 @@ def test_accuracy_gate_raises_and_is_rechecked_on_load(tmp_path, train_calls):
   calls = len(train_calls)
   # The failing network was saved with its honest accuracy; loading it fails the same way.
   with pytest.raises(metrics.FeatureNetAccuracyError, match='retrain=True'):
-    metrics.get_feature_net('digits', cache_dir=cache)
+    metrics.get_feature_net('digits', cache_dir=cache, shipped=False)
   assert len(train_calls) == calls
   # So does the per-channel use of it (its base network fails first).
   with pytest.raises(metrics.FeatureNetAccuracyError, match="'digits'"):
-    metrics.get_feature_net('stacked_digits', cache_dir=cache)
+    metrics.get_feature_net('stacked_digits', cache_dir=cache, shipped=False)
+  # Default calls score with the shipped network, whatever the cache holds.
+  assert metrics.get_feature_net('digits', cache_dir=cache).checkpoint.endswith('digits.npz')
 
 
 def test_gate_applies_to_a_checkpoint_with_bad_weights(tmp_path):
@@ -205,7 +207,7 @@ def test_gate_applies_to_a_checkpoint_with_bad_weights(tmp_path):
       'format_version': features_lib.FORMAT_VERSION, 'test_accuracy': accuracy,
       'architecture': spec.architecture()})
   with pytest.raises(metrics.FeatureNetAccuracyError, match=f'{accuracy:.4f}'):
-    metrics.get_feature_net('digits', cache_dir=str(tmp_path))
+    metrics.get_feature_net('digits', cache_dir=str(tmp_path), shipped=False)
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):
@@ -216,7 +218,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
       'format_version': features_lib.FORMAT_VERSION, 'test_accuracy': 1.0,
       'architecture': other.architecture()})
   with pytest.raises(ValueError, match='architecture.*retrain=True'):
-    metrics.get_feature_net('digits', cache_dir=str(tmp_path))
+    metrics.get_feature_net('digits', cache_dir=str(tmp_path), shipped=False)
 
 
 def test_cache_location(monkeypatch, tmp_path):
@@ -309,10 +311,29 @@ def test_a_user_spec_cannot_replace_a_built_in_network(tmp_path):
   assert not os.listdir(tmp_path)  # nothing trained, nothing cached
 
 
-def test_export_needs_the_default_training():
+def test_export_needs_the_default_training_of_a_built_in_network():
   script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         'experiments', 'train_classifier.py')
-  out = subprocess.run([sys.executable, script, '--dataset=digits', '--export'],
-                       capture_output=True, text=True, timeout=300)
-  assert out.returncode != 0
-  assert '--export ships a network trained here with the default settings' in out.stderr
+  for args, message in ((['--dataset=digits', '--export'], 'with the default settings'),
+                        (['--dataset=digits', '--export', '--retrain', '--seed=1'],
+                         'with the default settings'),
+                        (['--dataset=npz:/tmp/x.npz', '--export', '--retrain'],
+                         'ships built-in networks only')):
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode != 0 and message in out.stderr, (args, out.stderr[-500:])
+
+
+def test_shipped_file_names_and_the_gate_message(tmp_path, monkeypatch):
+  spec = metrics.FEATURE_NET_SPECS['digits']
+  num_train = data.load_info('digits').num_train
+  params, metadata = features_lib.load_shipped('digits', spec, num_train)
+  path = features_lib.export_shipped('tfds:mnist', params, metadata, str(tmp_path))
+  assert os.path.basename(path) == 'tfds_mnist.npz' and (tmp_path / 'tfds_mnist.json').exists()
+  monkeypatch.setattr(features_lib, 'SHIPPED_DIR', str(tmp_path))
+  assert features_lib.shipped_path('tfds:mnist') == path
+  # Shipped weights failing the gate point at the data and the export, not a cache directory.
+  with pytest.raises(metrics.FeatureNetAccuracyError, match='shipped weights.*--export'):
+    features_lib.FeatureNet(dataset='digits', model=spec.model(), params=params,
+                            test_accuracy=0.5, min_accuracy=0.97, input_shape=(8, 8, 1),
+                            checkpoint=path)

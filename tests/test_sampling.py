@@ -62,6 +62,11 @@ def test_vmapped_draws_are_the_separate_calls_draws():
                                    vmap_untimed=True)
   np.testing.assert_array_equal(samples, plain[:250])
   assert CALLS == [100] * 3  # nothing left to vmap
+  CALLS.clear()
+  samples, _ = sampling.draw_timed(fake_sampler, {}, 350, batch=100, seed=3, min_timed=1,
+                                   vmap_untimed=True)
+  np.testing.assert_array_equal(samples, plain[:350])
+  assert CALLS == [100] * 4  # one batch left: one more plain call, no new program
 
 
 def test_vmapped_draws_of_a_real_sampler_agree_with_the_separate_calls():

@@ -78,7 +78,9 @@ def draw_timed(fn: Callable[..., jax.Array], state: TrainState, n: int, *, batch
   are timed (``block_until_ready`` before the clock is read), with extra calls
   made when fewer than ``min_timed`` remain. With ``vmap_untimed`` only the
   first ``2 + min_timed`` calls are made one by one (and timed); the rest of the
-  ``n`` samples come from one vmapped call (see :func:`draw`), with the same keys.
+  ``n`` samples, if more than one batch, come from one vmapped call (see
+  :func:`draw`) with the same keys. All its batches are in memory at once: meant
+  for small samples such as 2-D points.
 
   Returns:
     ``(samples [n, ...], {'samples_per_second': batch / median timed call,
@@ -86,7 +88,9 @@ def draw_timed(fn: Callable[..., jax.Array], state: TrainState, n: int, *, batch
   """
   key = jax.random.PRNGKey(seed)
   calls = max(math.ceil(n / batch), 2 + min_timed)
-  separate = 2 + min_timed if vmap_untimed else calls
+  separate = calls
+  if vmap_untimed and calls - (2 + min_timed) > 1:  # one batch left: the plain program is compiled
+    separate = 2 + min_timed
   chunks, seconds = [], []
   for i in range(separate):
     start = time.perf_counter()

@@ -30,10 +30,10 @@ interrupted save never leaves a checkpoint that would load.
 The digits network (also the per-channel classifier of stacked digits) ships
 with the package (``feature_nets/digits.npz`` and its metadata ``.json``,
 made by ``experiments/train_classifier.py --dataset=digits --retrain
---export``): every machine scores digits with the same features, and a job
-does not train it. Where no cached checkpoint exists it is loaded instead of
-training, its test accuracy checked again on the data here; a cached
-checkpoint (e.g. from ``retrain=True``) takes precedence. A spec changed
+--export``): every machine scores digits with the same features, and no job
+trains it. Default calls use it whatever the cache holds, its test accuracy
+checked again on the data here; ``retrain=True``, another ``seed`` or
+``steps``, or ``shipped=False`` reach the cache as before. A spec changed
 without re-exporting is refused with the command that re-exports it.
 """
 
@@ -235,9 +235,13 @@ class FeatureNet:
       raise FeatureNetAccuracyError(
           f'The feature network of {self.dataset!r}{where} has {kind} '
           f'{self.test_accuracy:.4f}, below the required {self.min_accuracy:.2f}; scores '
-          'from it would not be trustworthy. Retrain it with the default budget '
-          '(get_feature_net(..., retrain=True), or delete the checkpoint directory) and '
-          'check that the data load correctly.')
+          'from it would not be trustworthy. ' + (
+              'These are the package\'s shipped weights: check that the data load '
+              'correctly (they passed the gate when exported), or re-export them '
+              '(experiments/train_classifier.py --retrain --export).'
+              if self.checkpoint.endswith('.npz') else
+              'Retrain it with the default budget (get_feature_net(..., retrain=True), or '
+              'delete the checkpoint directory) and check that the data load correctly.'))
 
   @property
   def feature_dim(self) -> int:
@@ -469,13 +473,22 @@ def shipped_path(dataset: str) -> str | None:
   then scores with the same features, as FID does with one set of Inception
   weights, and no job spends time training them.
   """
-  path = os.path.join(SHIPPED_DIR, f'{dataset}.npz')
+  path = os.path.join(SHIPPED_DIR, f'{_file_key(dataset)}.npz')
   return path if os.path.exists(path) else None
 
 
+def _file_key(dataset: str) -> str:
+  return re.sub(r'[^A-Za-z0-9_.-]', '_', dataset)
+
+
 def _shipped_training(spec: FeatureNetSpec, num_train: int) -> dict[str, Any]:
-  """The training settings a shipped network of ``spec`` must have been made with."""
-  return {**dataclasses.asdict(spec), 'seed': 0, 'steps': default_steps(spec, num_train)}
+  """The training settings a shipped network of ``spec`` must have been made with.
+
+  The gate (``min_accuracy``) is not one: it is checked on every load.
+  """
+  settings = {**dataclasses.asdict(spec), 'seed': 0, 'steps': default_steps(spec, num_train)}
+  del settings['min_accuracy']
+  return settings
 
 
 def export_shipped(dataset: str, params: Any, metadata: dict[str, Any],
@@ -489,9 +502,9 @@ def export_shipped(dataset: str, params: Any, metadata: dict[str, Any],
   flat = {'/'.join(k): np.asarray(v) for k, v in flax.traverse_util.flatten_dict(
       jax.device_get(params)).items()}
   os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, f'{dataset}.npz')
+  path = os.path.join(directory, f'{_file_key(dataset)}.npz')
   np.savez(path, **flat)
-  with open(os.path.join(directory, f'{dataset}.json'), 'w') as f:
+  with open(path[:-len('.npz')] + '.json', 'w') as f:
     json.dump(metadata, f, indent=2, sort_keys=True)
     f.write('\n')
   return path
@@ -570,11 +583,12 @@ def _train_and_save(name: str, spec: FeatureNetSpec, directory: str, *, data_dir
 def get_feature_net(dataset: str, *, cache_dir: str | None = None,
                     data_dir: str | None = None, retrain: bool = False, seed: int = 0,
                     steps: int | None = None, spec: FeatureNetSpec | None = None,
-                    block_size: int = DEFAULT_BLOCK_SIZE) -> FeatureNet:
-  """The gated feature network of ``dataset``: from the cache, else shipped, else trained and saved.
+                    block_size: int = DEFAULT_BLOCK_SIZE, shipped: bool = True) -> FeatureNet:
+  """The gated feature network of ``dataset``: shipped, else cached, else trained and saved.
 
-  The shipped weights (:func:`shipped_path`) stand in only for the default
-  training (``seed=0``, ``steps=None``), and never with ``retrain``.
+  The package's weights (:func:`shipped_path`, digits today) are used whenever
+  they exist and the default training is asked for (``seed=0``, ``steps=None``,
+  no ``retrain``), whatever the cache holds: every job scores with them.
 
   Args:
     dataset: ``'digits'``, ``'stacked_digits'``, ``'fashion_mnist'``, a name in
@@ -588,6 +602,8 @@ def get_feature_net(dataset: str, *, cache_dir: str | None = None,
     spec: architecture, training and threshold for a dataset without a built-in
       spec.
     block_size: images per compiled forward pass of the returned network.
+    shipped: False ignores the shipped weights: the cached network, else a
+      newly trained one.
 
   Returns:
     A :class:`FeatureNet`; stacked digits get the digits classifier applied
@@ -618,16 +634,17 @@ def get_feature_net(dataset: str, *, cache_dir: str | None = None,
         f'{base!r} has images {info.shape} and {info.num_classes} classes, but the feature '
         f'network spec expects {spec.image_shape} and {spec.num_classes}.')
   directory = checkpoint_dir(base, cache_dir)
-  shipped = shipped_path(base)
-  if not retrain and os.path.isdir(directory):
-    params, metadata = load_checkpoint(directory, spec)
-  elif not retrain and shipped and seed == 0 and steps is None:
+  package_file = shipped_path(base) if shipped else None
+  if package_file and not retrain and seed == 0 and steps is None:
     x_test, y_test = data.load_arrays(base, 'test', data_dir=data_dir)
-    params, metadata = load_shipped(base, spec, info.num_train, shipped)
+    params, metadata = load_shipped(base, spec, info.num_train, package_file)
     # Checked here, not taken from the file: the gate holds on this machine's data.
-    metadata = {**metadata, 'test_accuracy': classifier_accuracy(
-        spec.model(), params, x_test, y_test, block_size=block_size)}
-    directory = shipped
+    metadata = {**metadata, 'num_test': int(x_test.shape[0]),
+                'test_accuracy': classifier_accuracy(spec.model(), params, x_test, y_test,
+                                                     block_size=block_size)}
+    directory = package_file
+  elif not retrain and os.path.isdir(directory):
+    params, metadata = load_checkpoint(directory, spec)
   else:
     params, metadata = _train_and_save(base, spec, directory, data_dir=data_dir, seed=seed,
                                        steps=steps, overwrite=retrain)
