@@ -452,9 +452,7 @@ def load_checkpoint(directory: str, spec: FeatureNetSpec) -> tuple[Any, dict[str
         f'{metadata.get("architecture")} (format {metadata.get("format_version")}); this code '
         f'builds {spec.architecture()} (format {FORMAT_VERSION}). Delete the directory, or '
         'call get_feature_net(..., retrain=True), to train the current one.')
-  target = jax.eval_shape(spec.model().init, jax.random.key(0),
-                          jnp.zeros((1, *spec.image_shape), jnp.float32))['params']
-  target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)
+  target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), _param_shapes(spec))
   params = ckptr.restore(directory, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(target))).params
   return params, metadata
@@ -499,8 +497,7 @@ def export_shipped(dataset: str, params: Any, metadata: dict[str, Any],
   loaded from the cache); ``python experiments/train_classifier.py
   --dataset=digits --retrain --export`` does it all. Returns the ``.npz`` path.
   """
-  flat = {'/'.join(k): np.asarray(v) for k, v in flax.traverse_util.flatten_dict(
-      jax.device_get(params)).items()}
+  flat = flax.traverse_util.flatten_dict(jax.device_get(params), sep='/')
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, f'{_file_key(dataset)}.npz')
   np.savez(path, **flat)
@@ -518,6 +515,9 @@ def load_shipped(dataset: str, spec: FeatureNetSpec, num_train: int,
     ``(params, metadata)``; params as numpy arrays.
   """
   path = path or shipped_path(dataset)
+  if path is None:
+    raise FileNotFoundError(f'The package ships no feature network for {dataset!r} (looked in '
+                            f'{SHIPPED_DIR}).')
   with open(path[:-len('.npz')] + '.json') as f:
     metadata = json.load(f)
   expected = _shipped_training(spec, num_train)
@@ -530,19 +530,21 @@ def load_shipped(dataset: str, spec: FeatureNetSpec, num_train: int,
         f'{metadata.get("architecture")} and training {training}; the spec of {dataset!r} now '
         f'says {spec.architecture()} and {expected}. Re-export it: python '
         f'experiments/train_classifier.py --dataset={dataset} --retrain --export')
-  target = jax.eval_shape(spec.model().init, jax.random.key(0),
-                          jnp.zeros((1, *spec.image_shape), jnp.float32))['params']
   with np.load(path) as arrays:
     stored = dict(arrays)
-  flat_target = flax.traverse_util.flatten_dict(target)
-  names = {'/'.join(k) for k in flat_target}
-  if names != set(stored) or any(
-      stored['/'.join(k)].shape != t.shape for k, t in flat_target.items()):
+  target = flax.traverse_util.flatten_dict(_param_shapes(spec), sep='/')
+  if set(target) != set(stored) or any(stored[k].shape != t.shape for k, t in target.items()):
     raise ValueError(f'The shipped feature network {path} does not hold the parameters of '
                      f'{spec.architecture()}; re-export it.')
   params = flax.traverse_util.unflatten_dict(
-      {k: stored['/'.join(k)].astype(t.dtype) for k, t in flat_target.items()})
+      {k: stored[k].astype(t.dtype) for k, t in target.items()}, sep='/')
   return params, metadata
+
+
+def _param_shapes(spec: FeatureNetSpec) -> Any:
+  """The parameter tree of ``spec``'s classifier, as shapes (nothing computed)."""
+  return jax.eval_shape(spec.model().init, jax.random.key(0),
+                        jnp.zeros((1, *spec.image_shape), jnp.float32))['params']
 
 
 def _train_and_save(name: str, spec: FeatureNetSpec, directory: str, *, data_dir: str | None,
