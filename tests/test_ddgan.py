@@ -1017,9 +1017,12 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
                               ('model.points.d_fourier_first_octave', 0)):
             if key not in own:
               assert config_lib.setting(c, key) == before, (name, entry, key)
-        # Digits before section 28: batch 64, R1 0.02.
+        # Digits before section 28: batch 64, R1 0.02; before section 30: 1,200 steps
+        # and the warmed-up EMA.
         if dataset == 'digits':
-          for key, before in (('data.batch_size', 64), ('ddgan.r1_gamma', 0.02)):
+          for key, before in (('data.batch_size', 64), ('ddgan.r1_gamma', 0.02),
+                              ('train.steps', 1200), ('ema.warmup', True),
+                              ('ema.decay', 0.999)):
             if key not in own:
               assert config_lib.setting(c, key) == before, (name, entry, key)
   ring8 = found['RING8_T8_TWEIGHTS']
@@ -1054,17 +1057,21 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
                                  new.overrides_for('ddgan_T8_energy0_3_d_oct_m3', 'grid25'))
   assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
                                  families.get_config('ddgan', 'grid25')) == []
-  # Section 28's measured runs are today's digits default; its 'ddgan' entry the one before.
-  cheaper = found['DIGITS_CHEAPER_STEPS']
-  measured = families.get_config('ddgan', 'digits',
-                                 cheaper.overrides_for('ddgan_b32_nor1', 'digits'))
-  assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
-                                 families.get_config('ddgan', 'digits')) == []
-  n_critic = found['DIGITS_N_CRITIC']  # section 29: its three-update entry is the default
-  measured = families.get_config('ddgan', 'digits', n_critic.overrides_for('ddgan_nc3', 'digits'))
-  assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
-                                 families.get_config('ddgan', 'digits')) == []
-  before = families.get_config('ddgan', 'digits', cheaper.overrides_for('ddgan', 'digits'))
-  assert sorted(config_lib.changed_keys(json.loads(before.to_json_best_effort()),
-                                        families.get_config('ddgan', 'digits'))) == [
-      ('data.batch_size', 64, 32), ('ddgan.r1_gamma', 0.02, 0.0)]
+  # Section 30's 1,800-step runs with the plain EMA are today's digits default;
+  # sections 28's and 29's default entries differ from it in the steps and the EMA,
+  # section 28's 'ddgan' entry also in the batch and R1.
+  default = families.get_config('ddgan', 'digits')
+
+  def changed(profile, entry):
+    c = families.get_config('ddgan', 'digits', profile.overrides_for(entry, 'digits'))
+    return sorted(config_lib.changed_keys(json.loads(c.to_json_best_effort()), default))
+
+  assert changed(found['DIGITS_LONGER'], 'ddgan_1800_ema998') == []
+  before_30 = [('ema.decay', 0.999, 0.998), ('ema.warmup', True, False),
+               ('train.steps', 1200, 1800)]
+  for profile, entry in (('DIGITS_CHEAPER_STEPS', 'ddgan_b32_nor1'),
+                         ('DIGITS_N_CRITIC', 'ddgan_nc3'), ('DIGITS_LONGER', 'ddgan_nc3')):
+    assert changed(found[profile], entry) == before_30, (profile, entry)
+  assert changed(found['DIGITS_LONGER'], 'ddgan_1800') == before_30[:2]
+  assert changed(found['DIGITS_CHEAPER_STEPS'], 'ddgan') == sorted(
+      before_30 + [('data.batch_size', 64, 32), ('ddgan.r1_gamma', 0.02, 0.0)])
