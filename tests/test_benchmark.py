@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from trilemma_jax import benchmark, families
@@ -60,3 +61,14 @@ def test_a_precision_case_compares_float32_and_bfloat16_runs():
   assert row['speedup'] == pytest.approx(bf16['steps_per_second'] / f32['steps_per_second'])
   with pytest.raises(ValueError, match='steps must be a positive integer, got 0'):
     benchmark.bench_precision(config, steps=0)
+
+
+def test_windowed_steps_per_second_returns_the_stepped_state_and_a_rate():
+  step = jax.jit(lambda state, batch: (state + batch, {'loss': state}))
+  batches = [jnp.float32(1.0), jnp.float32(2.0)]
+  state, rate = benchmark.windowed_steps_per_second(step, jnp.float32(0.0), batches,
+                                                    steps=9, window=3)
+  assert float(state) == 1 + 2 + 1 + 2 + 1 + 2 + 1 + 2 + 1  # batches cycled, every step taken
+  assert np.isfinite(rate) and rate > 0
+  with pytest.raises(ValueError, match='two windows of 3 steps need at least 6'):
+    benchmark.windowed_steps_per_second(step, jnp.float32(0.0), batches, steps=5, window=3)

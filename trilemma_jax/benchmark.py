@@ -132,6 +132,25 @@ def train_setup(config) -> tuple[Any, Any, Any, Any]:
   return family, mesh, state, iterator
 
 
+def windowed_steps_per_second(step, state, batches, steps: int, window: int) -> tuple[Any, float]:
+  """``(state, median steps/s)`` of ``steps`` calls of ``step`` timed in windows of ``window``.
+
+  At most two calls are in flight, as in training; ``batches`` are cycled. The
+  state comes back so a caller can keep training it (``step`` may donate it).
+  """
+  if steps < 2 * window:
+    raise ValueError(f'steps={steps}: two windows of {window} steps need at least {2 * window}.')
+  metrics, marks = None, []
+  for i in range(steps):
+    previous = metrics
+    state, metrics = step(state, batches[i % len(batches)])
+    jax.block_until_ready(previous)
+    if i % window == window - 1:
+      marks.append(time.perf_counter())
+  jax.block_until_ready(metrics)
+  return state, statistics.median(window / (b - a) for a, b in zip(marks, marks[1:]))
+
+
 def bench_train_step(config, *, windows: int = 5, steps_per_window: int | None = None,
                      peak_gflops: float | None = None) -> dict[str, Any]:
   """Train-step speed of ``config``'s family on its dataset, one device.

@@ -54,19 +54,6 @@ def _cpu_seconds() -> float:
   return r.ru_utime + r.ru_stime
 
 
-def _steps_per_second(step, state, batches, n: int) -> float:
-  """Median steps/s over windows of 25 steps; two calls in flight, as in training."""
-  metrics, marks = None, []
-  for i in range(n):
-    previous = metrics
-    state, metrics = step(state, batches[i % len(batches)])
-    jax.block_until_ready(previous)
-    if i % _WINDOW == _WINDOW - 1:
-      marks.append(time.perf_counter())
-  jax.block_until_ready(metrics)
-  return statistics.median(_WINDOW / (b - a) for a, b in zip(marks, marks[1:]))
-
-
 def _fresh(state):
   """A copy of ``state``: the train step donates (deletes) the state it is given."""
   return jax.tree.map(jnp.copy, state)
@@ -109,8 +96,9 @@ def main(argv):
   for round_ in range(_ROUNDS.value):
     order = _VARIANTS.value if round_ % 2 == 0 else _VARIANTS.value[::-1]
     for name in order:
-      rows[name]['steps_per_second'].append(
-          _steps_per_second(compiled[name], _fresh(state), batches, _STEPS.value))
+      _, sps = benchmark.windowed_steps_per_second(compiled[name], _fresh(state), batches,
+                                                   _STEPS.value, _WINDOW)
+      rows[name]['steps_per_second'].append(sps)
 
   base = statistics.median(rows[_VARIANTS.value[0]]['steps_per_second'])
   print(f'\n{"variant":14s} {"compile wall s":>14s} {"compile CPU s":>13s} '

@@ -14,9 +14,6 @@ Rounds alternate the two, so the machine's drift shows up in both columns.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import jax
 from absl import app, flags
 from jax.experimental import serialize_executable
@@ -32,19 +29,6 @@ flags.mark_flag_as_required('config')
 _WINDOW = 50
 
 
-def _steps_per_second(step, state, batches, n: int):
-  """Median steps/s over windows of 50 steps; two calls in flight, as in training."""
-  metrics, marks = None, []
-  for i in range(n):
-    previous = metrics
-    state, metrics = step(state, batches[i % len(batches)])
-    jax.block_until_ready(previous)
-    if i % _WINDOW == _WINDOW - 1:
-      marks.append(time.perf_counter())
-  jax.block_until_ready(metrics)
-  return state, statistics.median(_WINDOW / (b - a) for a, b in zip(marks, marks[1:]))
-
-
 def main(argv):
   del argv
   if _STEPS.value < 3 * _WINDOW:
@@ -55,8 +39,9 @@ def main(argv):
     jax.clear_caches()  # the jit below compiles afresh: this script never enables the disk cache
     fresh = parallel.jit_train_step(family.train_step, mesh).lower(state, batches[0]).compile()
     reloaded = serialize_executable.deserialize_and_load(*serialize_executable.serialize(fresh))
-    state, a = _steps_per_second(fresh, state, batches, _STEPS.value)
-    state, b = _steps_per_second(reloaded, state, batches, _STEPS.value)
+    state, a = benchmark.windowed_steps_per_second(fresh, state, batches, _STEPS.value, _WINDOW)
+    state, b = benchmark.windowed_steps_per_second(reloaded, state, batches, _STEPS.value,
+                                                   _WINDOW)
     print(f'round {round_}: fresh {a:.1f} steps/s, reloaded {b:.1f} steps/s, ratio {b / a:.2f}',
           flush=True)
 

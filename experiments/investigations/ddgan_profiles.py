@@ -980,9 +980,10 @@ DIGITS_N_CRITIC = Profile(
     description='digits DDGAN T = 4 with 3, 2 and 1 D updates per G update, and the DDPM',
 )
 
-# The digits default (section 28's, n_critic 3; pinned in the variants) trained
-# longer, or at batch 64 without R1, beside the DDPM, five seeds: which setting
-# keeps issue 11's per-seed digits bounds with a margin (section 30).
+# The digits default of sections 28-29 (batch 32, no R1, n_critic 3, 1,200 steps;
+# pinned in the variants) trained longer, at batch 64, or evaluated with a plain
+# EMA, beside the DDPM: which setting keeps issue 11's per-seed digits bounds
+# (section 30; seeds 5-9 with --seeds for the entries run on ten).
 DIGITS_LONGER = Profile(
     datasets=('digits',),
     families=('ddgan_nc3', 'ddgan_1800', 'ddgan_2400', 'ddgan_b64', 'ddgan_1800_ema998',
@@ -1000,7 +1001,8 @@ DIGITS_LONGER = Profile(
                                          'ema.decay': 0.997})},
     num_samples=1000,
     speed_repeats=3,
-    description='digits DDGAN T = 4: 1,200, 1,800 and 2,400 steps at batch 32, 1,200 at 64',
+    description=('digits DDGAN T = 4: 1,200, 1,800 and 2,400 steps at batch 32, 1,200 at 64, '
+                 'and a plain EMA (0.997 at 1,200 steps, 0.998 at 1,800)'),
 )
 
 # Section 13's digits T sweep as it was measured: the ddgan_steps profile with
@@ -1021,8 +1023,8 @@ T_SWEEP_UNIFORM = _SWEEP
 # 6,000 steps (section 23); the profiles pin its earlier 3,000 unless they set
 # their own. Digits trained at batch 64 with R1 (gamma 0.02 every 15 D updates)
 # before section 28; the profiles pin both. Digits trained 1,200 steps with the
-# warmed-up EMA before section 30; the profiles pin that too. With the pins their commands train
-# what they trained then.
+# warmed-up EMA before section 30; the profiles pin that too. With the pins
+# their commands train what they trained then.
 _UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0,
             'ddgan.energy_weight': 0.0, 'ddgan.r1_gamma_start': 0.0}
 _GRID25_BEFORE_26 = {'ddgan.num_steps': 4, 'model.points.d_fourier_octaves': 4,
