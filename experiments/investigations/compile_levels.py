@@ -8,8 +8,10 @@ expensive passes off. For each it reports the compile's wall and CPU seconds
 (``resource.getrusage``: XLA compiles on several threads), the steps/s of the
 compiled program in rounds that alternate the variants on the same prefetched
 batches (median window per round), and how far ``--check_steps`` steps from the
-same initial state land from the default program's (the largest absolute
-difference over the parameters; 0 means bit for bit).
+same initial state land from those of the first variant listed (``default``
+unless told otherwise; the largest absolute difference over the parameters, 0
+meaning bit for bit). The first variant is also the first compiled, which may
+cost it some seconds of one-off set-up.
 
   JAX_PLATFORMS=cpu .venv/bin/python experiments/investigations/compile_levels.py \\
       --config trilemma_jax/families/ddgan/config.py:digits
@@ -112,5 +114,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  jnp.zeros(())  # backend up before the first compile is timed
   app.run(main)
