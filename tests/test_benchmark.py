@@ -37,7 +37,8 @@ def test_cases_follow_the_profile():
   sweep = benchmark.profiles.get_profile('ddgan_steps')
   assert benchmark.profile_cases(sweep, ['ddgan_T2'], ['grid25']) == [
       ('ddgan_T2', 'ddgan', 'grid25', {**sweep.overrides_for('ddgan', 'grid25'),
-                                       'ddgan.num_steps': 2, 'ddgan.energy_weight': 0.0})]
+                                       'ddgan.num_steps': 2, 'ddgan.energy_weight': 0.0,
+                                       'ddgan.time_power': 1.0})]
 
 
 def test_a_precision_case_compares_float32_and_bfloat16_runs():

@@ -53,8 +53,8 @@ def small_config(dataset='grid25', **ddgan_overrides):
   c = get_config(dataset)
   c.ddgan.pack = 1  # the tests of packing set it
   c.ddgan.r1_gamma_start = 0.0  # a constant gamma; the test of the schedule sets it
-  if dataset == 'grid25':  # T = 4, no energy score, D's octaves 0..3: the tests set these
-    c.ddgan.num_steps, c.ddgan.energy_weight = 4, 0.0
+  if dataset == 'grid25':  # official grid, no energy score, D's octaves 0..3: tests set these
+    c.ddgan.num_steps, c.ddgan.time_power, c.ddgan.energy_weight = 4, 1.0, 0.0
     c.model.points.d_fourier_octaves, c.model.points.d_fourier_first_octave = 4, 0
   c.model.latent_dim, c.model.z_emb_dim, c.model.mapping_layers = 3, 8, 1
   c.model.time_dim, c.model.num_groups = 8, 2
@@ -368,16 +368,17 @@ def test_default_networks_have_the_data_shape(dataset, shape):
 
 
 def test_the_mixture_recipes_differ_where_the_docs_say():
-  """Grid25 and ring8 both run T = 8 with the energy score; ring8 adds its time grid,
-  step weights and training steps, grid25 its R1 path and D's low Fourier octaves
-  (docs/ddgan_steps.md, sections 11, 20, 21, 23, 26)."""
+  """Grid25 and ring8 both run the energy score on the time grid p = 1.5; ring8 adds
+  T = 8, step weights and training steps, grid25 its R1 path and D's low Fourier
+  octaves (docs/ddgan_steps.md, sections 11, 20, 21, 23, 26, 31)."""
   ring8, grid25 = get_config('ring8'), get_config('grid25')
-  assert ring8.ddgan.num_steps == grid25.ddgan.num_steps == 8
+  assert (ring8.ddgan.num_steps, grid25.ddgan.num_steps) == (8, 4)
+  assert ring8.ddgan.time_power == grid25.ddgan.time_power == 1.5
   assert ring8.ddgan.energy_weight == grid25.ddgan.energy_weight == 0.3
   weights = (16.0, 8.0, 4.0, 2.0) + (1.0,) * 4
   assert config_lib.changed_keys(json.loads(grid25.to_json_best_effort()), ring8) == [
-      ('data.name', 'grid25', 'ring8'), ('ddgan.r1_gamma_start', 3.0, 0.0),
-      ('ddgan.t_weights', [], list(weights)), ('ddgan.time_power', 1.0, 1.5),
+      ('data.name', 'grid25', 'ring8'), ('ddgan.num_steps', 4, 8),
+      ('ddgan.r1_gamma_start', 3.0, 0.0), ('ddgan.t_weights', [], list(weights)),
       ('model.points.d_fourier_first_octave', -3, 0), ('model.points.d_fourier_octaves', 7, 4),
       ('train.steps', 3000, 6000)]
   d_grid25 = ddgan.build_networks(grid25, POINTS, schedule_of(grid25))[1].inner  # unpacked
@@ -1051,12 +1052,19 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
       assert found[name].overrides_for(entry, 'ring8')['ddgan.num_steps'] == 4, (name, entry)
   assert found['COVERAGE_PROBE'].overrides_for('ddgan', 'ring8')['ddgan.num_steps'] == 4
   assert found['RING8_T8'].overrides_for('ddgan_T8', 'ring8')['ddgan.num_steps'] == 8
-  # Section 26's measured runs are today's grid25 default, through the pins.
-  new = found['GRID25_T8_ENERGY_OCTAVES_MORE']
-  measured = families.get_config('ddgan', 'grid25',
-                                 new.overrides_for('ddgan_T8_energy0_3_d_oct_m3', 'grid25'))
-  assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()),
-                                 families.get_config('ddgan', 'grid25')) == []
+  # Section 31's measured runs are today's grid25 default, through the pins; section
+  # 26's (the default before) differ from it in T and the time grid alone.
+  grid25 = families.get_config('ddgan', 'grid25')
+
+  def grid25_changed(profile, entry):
+    c = families.get_config('ddgan', 'grid25', found[profile].overrides_for(entry, 'grid25'))
+    return config_lib.changed_keys(json.loads(c.to_json_best_effort()), grid25)
+
+  assert grid25_changed('GRID25_T4_FINE_MORE', 'ddgan_p1_5_energy0_3') == []
+  assert grid25_changed('GRID25_T4_FINE_ENERGY', 'ddgan_p1_5_energy0_3') == []
+  before_31 = [('ddgan.num_steps', 8, 4), ('ddgan.time_power', 1.0, 1.5)]
+  assert grid25_changed('GRID25_T8_ENERGY_OCTAVES_MORE', 'ddgan_T8_energy0_3_d_oct_m3') == before_31
+  assert grid25_changed('GRID25_T4_FINE_MORE', 'ddgan_T8_energy0_3_d_oct_m3') == before_31
   # Section 30's 1,800-step runs with the plain EMA are today's digits default;
   # sections 28's and 29's default entries differ from it in the steps and the EMA,
   # section 28's 'ddgan' entry also in the batch and R1.

@@ -218,16 +218,22 @@ def test_the_coverage_profile_gives_ring8_and_stacked_digits_the_default_budgets
     assert stacked == default.overrides_for(family, 'digits')
 
 
-def test_the_t_sweep_drops_grid25s_energy_score_below_its_eight_steps():
+def test_the_t_sweep_runs_each_grid25_t_as_it_was_measured():
+  """Grid25's default is T = 4 on the p = 1.5 grid with the energy score; T = 8 ran
+  the score on the official grid, T = 1 and 2 neither (docs/ddgan_steps.md, section 31)."""
   sweep = profiles.get_profile('ddgan_steps')
   for t in (1, 2, 4, 8):
     grid25 = harness.family_config('ddgan', 'grid25', 0, sweep.overrides_for(f'ddgan_T{t}', 'grid25'))
     digits = harness.family_config('ddgan', 'digits', 0, sweep.overrides_for(f'ddgan_T{t}', 'digits'))
     assert grid25.ddgan.num_steps == digits.ddgan.num_steps == t
-    assert grid25.ddgan.energy_weight == (0.3 if t == 8 else 0.0), t
-    assert digits.ddgan.energy_weight == 0.0
+    assert grid25.ddgan.energy_weight == (0.3 if t >= 4 else 0.0), t
+    assert grid25.ddgan.time_power == (1.5 if t == 4 else 1.0), t
+    assert digits.ddgan.energy_weight == 0.0 and digits.ddgan.time_power == 1.0
     # The rest of grid25's recipe (R1 path, D's octaves) runs at every T.
     assert grid25.ddgan.r1_gamma_start == 3.0 and grid25.model.points.d_fourier_first_octave == -3
+  assert harness.family_config('ddgan', 'grid25', 0, sweep.overrides_for('ddgan_T4', 'grid25')) \
+      == harness.family_config('ddgan', 'grid25', 0, profiles.get_profile('default').overrides_for(
+          'ddgan', 'grid25'))
 
 
 def test_published_figures_are_shown_for_the_benchmarks_that_have_them():

@@ -927,6 +927,20 @@ GRID25_T4_OCTAVES = _grid25(
     (0, 1, 2, 3, 4),
     'grid25 DDGAN T = 4, D octaves from -3: energy score at t >= 2; 6,000 steps; octaves from -5')
 
+# Grid25 at T = 4 with a time grid finer near the data (ddgan.time_power): at
+# p = 1.5 the noise std of x_1 is 0.40, T = 8's, where the energy score evened
+# the mode weights (section 26); at T = 4 and p = 1 (0.69) it blurred them. On
+# top of D's octaves from -3 (section 26's T = 4 row), seeds 0-4 (section 31).
+_T4_FINE = {**_LOW_OCTAVES_D, 'ddgan.time_power': 1.5}
+GRID25_T4_FINE_ENERGY = _grid25(
+    {'ddgan_d_oct_m3': _LOW_OCTAVES_D,
+     'ddgan_p1_5': _T4_FINE,
+     'ddgan_p1_5_energy0_1': {**_T4_FINE, 'ddgan.energy_weight': 0.1},
+     'ddgan_p1_5_energy0_3': {**_T4_FINE, 'ddgan.energy_weight': 0.3},
+     'ddgan_p2_energy0_3': {**_T4_FINE, 'ddgan.time_power': 2.0, 'ddgan.energy_weight': 0.3}},
+    (0, 1, 2, 3, 4),
+    'grid25 DDGAN T = 4, D octaves from -3: time grids p = 1.5 and 2 with the energy score')
+
 # Stacked digits: twice the steps took the KL from 0.48 to 0.30 (section 22).
 # Four times (4,800 steps), seeds 0 and 1: does the trend go on?
 STACKED_4X_STEPS = Profile(
@@ -938,6 +952,32 @@ STACKED_4X_STEPS = Profile(
     num_samples=1000,
     speed_repeats=3,
     description='stacked digits DDGAN T = 4: four times the steps (4,800)',
+)
+
+# T = 4 on the p = 1.5 grid with the energy score 0.3 on ten seeds, beside
+# grid25's default (T = 8, p = 1, energy 0.3, D octaves from -3; section 26) on
+# the same machine. Run in GRID25_T4_FINE_ENERGY's workdir to reuse seeds 0-4.
+GRID25_T4_FINE_MORE = _grid25(
+    {'ddgan_p1_5_energy0_3': {**_T4_FINE, 'ddgan.energy_weight': 0.3},
+     'ddgan_T8_energy0_3_d_oct_m3': {**_T8, 'ddgan.energy_weight': 0.3, **_LOW_OCTAVES_D}},
+    tuple(range(10)),
+    'grid25 DDGAN: T = 4 on the p = 1.5 grid with the energy score 0.3, and the T = 8 default')
+
+# Stacked digits without R1 (digits dropped it in section 28: lower FD, higher
+# recall, 1.15x the steps/s), and without R1 with digits' plain EMA of decay
+# 0.998, against the stacked default (R1 0.02 every 15 D updates), at the
+# default's 1,200 steps (section 31).
+STACKED_NO_R1 = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan', 'ddgan_nor1', 'ddgan_nor1_ema998'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={'ddgan_nor1': ('ddgan', {'ddgan.r1_gamma': 0.0}),
+              'ddgan_nor1_ema998': ('ddgan', {'ddgan.r1_gamma': 0.0, 'ema.warmup': False,
+                                               'ema.decay': 0.998})},
+    num_samples=1000,
+    speed_repeats=3,
+    description='stacked digits DDGAN T = 4: without R1, and without R1 with a plain EMA 0.998',
 )
 
 # Digits at a lower cost per step (section 28): half the batch, no R1, a

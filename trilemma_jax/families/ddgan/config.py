@@ -18,10 +18,10 @@ every departure:
 * 2-D points: Fourier-feature inputs, a generator built on the linear
   denoiser (``ddgan.skip_generator``), ReLU, R1 every step, lr 1e-3, and a
   discriminator that scores packs of 4 pairs (``ddgan.pack``). Grid25 and ring8
-  run T = 8 with an energy score. On grid25 R1's gamma moves from 3 down to 0.1
-  over the run and the discriminator's Fourier features start three octaves
-  lower; ring8 runs on a finer time grid, trains its late steps more often and
-  trains 6,000 steps.
+  run an energy score on a time grid finer near the data. Grid25 runs T = 4, its
+  R1's gamma moves from 3 down to 0.1 over the run and the discriminator's
+  Fourier features start three octaves lower; ring8 runs T = 8, trains its late
+  steps more often and trains 6,000 steps.
 * digits and stacked digits: three D updates per G update and lr 1e-3;
   digits alone also batch 32, no R1, 1,800 steps and a plain EMA of decay
   0.998 (no warm-up).
@@ -115,15 +115,18 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
       # modes on 5 of 5 seeds where a constant 0.1 lost seed 0 (1 %HQ) on the same
       # machine (docs/ddgan_steps.md, section 23); it lost seed 7 of 5-9 (section 24).
       c.ddgan.r1_gamma_start = 3.0
-      # Eight steps, the energy score, and discriminator features down to period 16
-      # (octaves -3..3): 25/25 modes, 96.6-97.6 %HQ and reverse KL 0.005-0.016 on
-      # 10 of 10 seeds, against one collapse in ten and 0.05-0.42 at T = 4, 0.16-0.30
-      # at T = 8 alone and 0.02-0.08 without the score (docs/ddgan_steps.md,
-      # section 26). Features from octave 0 all repeat with the grid's spacing, so
-      # only the raw coordinates tell D one mode from another. The score blurs
-      # grid25 at T <= 4, where the last step's posterior is wide (section 21):
-      # another T needs --config.ddgan.energy_weight=0 too.
-      c.ddgan.num_steps = 8
+      # T = 4 on a time grid finer near the data (p = 1.5: x_1's noise std 0.40, not
+      # 0.69), the energy score, and discriminator features down to period 16
+      # (octaves -3..3): 25/25 modes, 97.6-98.4 %HQ and reverse KL 0.008-0.017 on 10
+      # of 10 seeds, as good as T = 8 on the official grid with both (the default
+      # before; 0.005-0.016 in section 26) at half the network calls per sample,
+      # against 0.07-0.30 at T = 4 with the octaves alone and 0.06-0.18 with p = 1.5
+      # alone (docs/ddgan_steps.md, section 31). On the official grid the score blurs
+      # grid25 at T <= 4, where the last step's posterior is wide (section 21).
+      # Features from octave 0 all repeat with the grid's spacing, so only the raw
+      # coordinates would tell D one mode from another (section 26).
+      c.ddgan.num_steps = 4
+      c.ddgan.time_power = 1.5
       c.ddgan.energy_weight = 0.3
       c.model.points.d_fourier_octaves = 7
       c.model.points.d_fourier_first_octave = -3
