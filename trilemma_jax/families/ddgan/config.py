@@ -174,7 +174,8 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
       # 0.0013 per update): over five seeds FD 8.2 against 8.6 and recall 0.79
       # against 0.78, at 2.3x the steps/s (docs/ddgan_steps.md, section 28).
       # Stacked digits keeps both: at batch 32 its 1,000 modes were covered less
-      # evenly for the same steps (section 28); R1 off was not measured there.
+      # evenly for the same steps (section 28); without R1 its KL to uniform was
+      # the same over three seeds, at 1.2x the steps/s (section 32).
       c.ddgan.r1_gamma = 0.0
     c.model.num_groups = 8
     c.model.z_emb_dim = 64
@@ -191,7 +192,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
       # against the DDPM (FD within 10 %, recall within 0.05) held on 10 of 10
       # seeds, FD 6.8 against 9.3 at 1,200 steps with the warm-up, which missed
       # them on 4 seeds, and 1,800 with it on 1 (docs/ddgan_steps.md, section 30).
-      # The EMA changes only the evaluated weights, not training.
+      # The EMA changes only the evaluated weights, not training. Stacked digits
+      # keeps 1,200 steps and the warm-up: the plain EMA covered its modes less
+      # evenly there (section 32).
       c.train.steps = 1800
       c.ema.warmup = False
       c.ema.decay = 0.998
