@@ -980,6 +980,27 @@ STACKED_NO_R1 = Profile(
     description='stacked digits DDGAN T = 4: without R1, and without R1 with a plain EMA 0.998',
 )
 
+# Stacked digits without R1 (section 32) on grid25's new grid with the energy
+# score (section 31: the pair evened grid25's weights where each alone did not;
+# on stacked digits p = 1.5 alone and the score 0.1 alone did not help, sections
+# 20 and 22), and without R1 at twice the steps. 'ddgan_nor1' is STACKED_NO_R1's:
+# run in its workdir to reuse it.
+STACKED_NO_R1_MORE = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan_nor1', 'ddgan_nor1_p1_5_energy0_3', 'ddgan_nor1_2400'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={'ddgan_nor1': ('ddgan', {'ddgan.r1_gamma': 0.0}),
+              'ddgan_nor1_p1_5_energy0_3': ('ddgan', {'ddgan.r1_gamma': 0.0,
+                                                      'ddgan.time_power': 1.5,
+                                                      'ddgan.energy_weight': 0.3}),
+              'ddgan_nor1_2400': ('ddgan', {'ddgan.r1_gamma': 0.0, 'train.steps': 2400})},
+    num_samples=1000,
+    speed_repeats=3,
+    description=('stacked digits DDGAN T = 4 without R1: on the time grid p = 1.5 with the '
+                 'energy score 0.3, and at 2,400 steps'),
+)
+
 # Digits at a lower cost per step (section 28): half the batch, no R1, a
 # narrower D, against the digits default of the time (batch 64, R1 0.02 every 15
 # D updates; pinned below), five seeds. The digits default trains the last step
