@@ -966,7 +966,7 @@ GRID25_T4_FINE_MORE = _grid25(
 # Stacked digits without R1 (digits dropped it in section 28: lower FD, higher
 # recall, 1.15x the steps/s), and without R1 with digits' plain EMA of decay
 # 0.998, against the stacked default (R1 0.02 every 15 D updates), at the
-# default's 1,200 steps (section 31).
+# default's 1,200 steps (section 32).
 STACKED_NO_R1 = Profile(
     datasets=('stacked_digits',),
     families=('ddgan', 'ddgan_nor1', 'ddgan_nor1_ema998'),
@@ -999,6 +999,23 @@ STACKED_NO_R1_MORE = Profile(
     speed_repeats=3,
     description=('stacked digits DDGAN T = 4 without R1: on the time grid p = 1.5 with the '
                  'energy score 0.3, and at 2,400 steps'),
+)
+
+# The pair at twice the steps, seeds 0-2, and at four times, seed 0 (run with
+# --families ddgan_nor1_p1_5_energy0_3_4800 --seeds 0). Run in STACKED_NO_R1's
+# workdir beside the 1,200-step runs.
+_STACKED_FINE = {'ddgan.r1_gamma': 0.0, 'ddgan.time_power': 1.5, 'ddgan.energy_weight': 0.3}
+STACKED_FINE_LONGER = Profile(
+    datasets=('stacked_digits',),
+    families=('ddgan_nor1_p1_5_energy0_3_2400', 'ddgan_nor1_p1_5_energy0_3_4800'),
+    seeds=(0, 1, 2),
+    overrides={},
+    variants={f'ddgan_nor1_p1_5_energy0_3_{n}': ('ddgan', {**_STACKED_FINE, 'train.steps': n})
+              for n in (2400, 4800)},
+    num_samples=1000,
+    speed_repeats=3,
+    description=('stacked digits DDGAN T = 4 without R1, time grid p = 1.5, energy score 0.3: '
+                 '2,400 and 4,800 steps'),
 )
 
 # Digits at a lower cost per step (section 28): half the batch, no R1, a
@@ -1084,14 +1101,17 @@ T_SWEEP_UNIFORM = _SWEEP
 # 6,000 steps (section 23); the profiles pin its earlier 3,000 unless they set
 # their own. Digits trained at batch 64 with R1 (gamma 0.02 every 15 D updates)
 # before section 28; the profiles pin both. Digits trained 1,200 steps with the
-# warmed-up EMA before section 30; the profiles pin that too. With the pins
-# their commands train what they trained then.
+# warmed-up EMA before section 30; the profiles pin that too. Stacked digits
+# trained with R1 (0.02 every 15 D updates) on the official grid without the
+# energy score before section 32; the profiles pin R1 (the grid and the score
+# are pinned above). With the pins their commands train what they trained then.
 _UNIFORM = {'ddgan.t_weights': (), 'ddgan.last_step_weight': 1.0, 'ddgan.time_power': 1.0,
             'ddgan.energy_weight': 0.0, 'ddgan.r1_gamma_start': 0.0}
 _GRID25_BEFORE_26 = {'ddgan.num_steps': 4, 'model.points.d_fourier_octaves': 4,
                      'model.points.d_fourier_first_octave': 0}
 _DIGITS_BEFORE_28 = {'data.batch_size': 64, 'ddgan.r1_gamma': 0.02}
 _DIGITS_BEFORE_30 = {'train.steps': 1200, 'ema.warmup': True, 'ema.decay': 0.999}
+_STACKED_BEFORE_32 = {'ddgan.r1_gamma': 0.02}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 
@@ -1102,6 +1122,8 @@ def _pinned(name: str, profile: Profile) -> Profile:
   overrides['ddgan', 'grid25'] = {**_GRID25_BEFORE_26, **overrides.get(('ddgan', 'grid25'), {})}
   overrides['ddgan', 'digits'] = {**_DIGITS_BEFORE_28, **_DIGITS_BEFORE_30,
                                   **overrides.get(('ddgan', 'digits'), {})}
+  overrides['ddgan', 'stacked_digits'] = {**_STACKED_BEFORE_32,
+                                          **overrides.get(('ddgan', 'stacked_digits'), {})}
   if name in _RING8_T4:
     overrides['ddgan', 'ring8'] = {'ddgan.num_steps': 4, **overrides.get(('ddgan', 'ring8'), {})}
   return dataclasses.replace(profile, overrides=overrides)
