@@ -22,9 +22,9 @@ every departure:
   R1's gamma moves from 3 down to 0.1 over the run and the discriminator's
   Fourier features start three octaves lower; ring8 runs T = 8, trains its late
   steps more often and trains 6,000 steps.
-* digits and stacked digits: three D updates per G update and lr 1e-3;
-  digits alone also batch 32, no R1, 1,800 steps and a plain EMA of decay
-  0.998 (no warm-up).
+* digits and stacked digits: three D updates per G update, lr 1e-3 and no
+  R1; digits also batch 32, 1,800 steps and a plain EMA of decay 0.998 (no
+  warm-up), stacked digits the time grid and energy score of grid25.
 
 ``tfds:cifar10`` is the official CIFAR-10 run itself (``model.image.arch =
 'ncsnpp'``: the NCSN++ generator with AdaGN, 48.4M parameters, and the small
