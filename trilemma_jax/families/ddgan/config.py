@@ -179,7 +179,8 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     # steps/s), and there the time grid p = 1.5 with the energy score 0.3, which
     # evened grid25's mode weights: KL 0.36-0.43 and 990-999 modes on 5 of 5
     # seeds against 0.38-0.58 and 977-996 with R1 on the official grid, FD 62
-    # against 72, at the same steps/s (docs/ddgan_steps.md, section 32).
+    # against 72, at the same steps/s, at these 1,200 steps; at 4,800 the recipe
+    # before was better (0.13-0.17 against 0.23; docs/ddgan_steps.md, section 32).
     c.ddgan.r1_gamma = 0.0
     if dataset == 'stacked_digits':
       c.ddgan.time_power = 1.5
