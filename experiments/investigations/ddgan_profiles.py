@@ -963,60 +963,52 @@ GRID25_T4_FINE_MORE = _grid25(
     tuple(range(10)),
     'grid25 DDGAN: T = 4 on the p = 1.5 grid with the energy score 0.3, and the T = 8 default')
 
+def _stacked(variants: dict, seeds: tuple, description: str) -> Profile:
+  """Stacked-digits DDGAN runs, one family entry per variant: ``{name: overrides}``."""
+  return Profile(
+      datasets=('stacked_digits',),
+      families=tuple(variants),
+      seeds=seeds,
+      overrides={},
+      variants={name: ('ddgan', o) for name, o in variants.items() if o is not None},
+      num_samples=1000,
+      speed_repeats=3,
+      description=description,
+  )
+
+
 # Stacked digits without R1 (digits dropped it in section 28: lower FD, higher
 # recall, 1.15x the steps/s), and without R1 with digits' plain EMA of decay
-# 0.998, against the stacked default (R1 0.02 every 15 D updates), at the
-# default's 1,200 steps (section 32).
-STACKED_NO_R1 = Profile(
-    datasets=('stacked_digits',),
-    families=('ddgan', 'ddgan_nor1', 'ddgan_nor1_ema998'),
-    seeds=(0, 1, 2),
-    overrides={},
-    variants={'ddgan_nor1': ('ddgan', {'ddgan.r1_gamma': 0.0}),
-              'ddgan_nor1_ema998': ('ddgan', {'ddgan.r1_gamma': 0.0, 'ema.warmup': False,
-                                               'ema.decay': 0.998})},
-    num_samples=1000,
-    speed_repeats=3,
-    description='stacked digits DDGAN T = 4: without R1, and without R1 with a plain EMA 0.998',
-)
+# 0.998, against the stacked default of then (R1 0.02 every 15 D updates; None:
+# the config's default, through the pins), at 1,200 steps (section 32).
+_NO_R1 = {'ddgan.r1_gamma': 0.0}
+STACKED_NO_R1 = _stacked(
+    {'ddgan': None, 'ddgan_nor1': _NO_R1,
+     'ddgan_nor1_ema998': {**_NO_R1, 'ema.warmup': False, 'ema.decay': 0.998}},
+    (0, 1, 2),
+    'stacked digits DDGAN T = 4: without R1, and without R1 with a plain EMA 0.998')
 
 # Stacked digits without R1 (section 32) on grid25's new grid with the energy
 # score (section 31: the pair evened grid25's weights where each alone did not;
 # on stacked digits p = 1.5 alone and the score 0.1 alone did not help, sections
 # 20 and 22), and without R1 at twice the steps. 'ddgan_nor1' is STACKED_NO_R1's:
 # run in its workdir to reuse it.
-STACKED_NO_R1_MORE = Profile(
-    datasets=('stacked_digits',),
-    families=('ddgan_nor1', 'ddgan_nor1_p1_5_energy0_3', 'ddgan_nor1_2400'),
-    seeds=(0, 1, 2),
-    overrides={},
-    variants={'ddgan_nor1': ('ddgan', {'ddgan.r1_gamma': 0.0}),
-              'ddgan_nor1_p1_5_energy0_3': ('ddgan', {'ddgan.r1_gamma': 0.0,
-                                                      'ddgan.time_power': 1.5,
-                                                      'ddgan.energy_weight': 0.3}),
-              'ddgan_nor1_2400': ('ddgan', {'ddgan.r1_gamma': 0.0, 'train.steps': 2400})},
-    num_samples=1000,
-    speed_repeats=3,
-    description=('stacked digits DDGAN T = 4 without R1: on the time grid p = 1.5 with the '
-                 'energy score 0.3, and at 2,400 steps'),
-)
+_STACKED_FINE = {**_NO_R1, 'ddgan.time_power': 1.5, 'ddgan.energy_weight': 0.3}
+STACKED_NO_R1_MORE = _stacked(
+    {'ddgan_nor1': _NO_R1, 'ddgan_nor1_p1_5_energy0_3': _STACKED_FINE,
+     'ddgan_nor1_2400': {**_NO_R1, 'train.steps': 2400}},
+    (0, 1, 2),
+    'stacked digits DDGAN T = 4 without R1: on the time grid p = 1.5 with the '
+    'energy score 0.3, and at 2,400 steps')
 
 # The pair at twice the steps, seeds 0-2, and at four times, seed 0 (run with
 # --families ddgan_nor1_p1_5_energy0_3_4800 --seeds 0). Run in STACKED_NO_R1's
 # workdir beside the 1,200-step runs.
-_STACKED_FINE = {'ddgan.r1_gamma': 0.0, 'ddgan.time_power': 1.5, 'ddgan.energy_weight': 0.3}
-STACKED_FINE_LONGER = Profile(
-    datasets=('stacked_digits',),
-    families=('ddgan_nor1_p1_5_energy0_3_2400', 'ddgan_nor1_p1_5_energy0_3_4800'),
-    seeds=(0, 1, 2),
-    overrides={},
-    variants={f'ddgan_nor1_p1_5_energy0_3_{n}': ('ddgan', {**_STACKED_FINE, 'train.steps': n})
-              for n in (2400, 4800)},
-    num_samples=1000,
-    speed_repeats=3,
-    description=('stacked digits DDGAN T = 4 without R1, time grid p = 1.5, energy score 0.3: '
-                 '2,400 and 4,800 steps'),
-)
+STACKED_FINE_LONGER = _stacked(
+    {f'ddgan_nor1_p1_5_energy0_3_{n}': {**_STACKED_FINE, 'train.steps': n} for n in (2400, 4800)},
+    (0, 1, 2),
+    'stacked digits DDGAN T = 4 without R1, time grid p = 1.5, energy score 0.3: '
+    '2,400 and 4,800 steps')
 
 # Digits at a lower cost per step (section 28): half the batch, no R1, a
 # narrower D, against the digits default of the time (batch 64, R1 0.02 every 15
