@@ -1018,9 +1018,12 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
                               ('model.points.d_fourier_first_octave', 0)):
             if key not in own:
               assert config_lib.setting(c, key) == before, (name, entry, key)
-        # Stacked digits before section 32: R1 0.02 (the grid and score are pinned above).
+        # Stacked digits before section 32: R1 0.02 (the grid and score are pinned
+        # above); before section 33: the cosine decay of the learning rates.
         if dataset == 'stacked_digits' and 'ddgan.r1_gamma' not in own:
           assert c.ddgan.r1_gamma == 0.02, (name, entry)
+        if dataset == 'stacked_digits' and 'optim.cosine_decay' not in own:
+          assert c.optim.cosine_decay, (name, entry)
         # Digits before section 28: batch 64, R1 0.02; before section 30: 1,200 steps
         # and the warmed-up EMA.
         if dataset == 'digits':
@@ -1068,8 +1071,9 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
   before_31 = [('ddgan.num_steps', 8, 4), ('ddgan.time_power', 1.0, 1.5)]
   assert grid25_changed('GRID25_T8_ENERGY_OCTAVES_MORE', 'ddgan_T8_energy0_3_d_oct_m3') == before_31
   assert grid25_changed('GRID25_T4_FINE_MORE', 'ddgan_T8_energy0_3_d_oct_m3') == before_31
-  # Section 32's runs without R1 on the finer grid with the score are today's
-  # stacked default; its 'ddgan' entry is the default before.
+  # Section 33's runs with constant learning rates are today's stacked default;
+  # section 32's runs without R1 on the finer grid with the score differ in the
+  # schedule only, its 'ddgan' entry (the default before that) in four keys.
   stacked = families.get_config('ddgan', 'stacked_digits')
 
   def stacked_changed(profile, entry):
@@ -1077,10 +1081,13 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
                             found[profile].overrides_for(entry, 'stacked_digits'))
     return config_lib.changed_keys(json.loads(c.to_json_best_effort()), stacked)
 
-  assert stacked_changed('STACKED_NO_R1_MORE', 'ddgan_nor1_p1_5_energy0_3') == []
+  assert stacked_changed('STACKED_FINE_SCREEN', 'ddgan_fine_const_lr') == []
+  before_33 = [('optim.cosine_decay', True, False)]
+  assert stacked_changed('STACKED_NO_R1_MORE', 'ddgan_nor1_p1_5_energy0_3') == before_33
+  assert stacked_changed('STACKED_FINE_SCREEN', 'ddgan_nor1_p1_5_energy0_3') == before_33
   assert stacked_changed('STACKED_NO_R1', 'ddgan') == [
       ('ddgan.energy_weight', 0.0, 0.3), ('ddgan.r1_gamma', 0.02, 0.0),
-      ('ddgan.time_power', 1.0, 1.5)]
+      ('ddgan.time_power', 1.0, 1.5), ('optim.cosine_decay', True, False)]
   # Section 30's 1,800-step runs with the plain EMA are today's digits default;
   # sections 28's and 29's default entries differ from it in the steps and the EMA,
   # section 28's 'ddgan' entry also in the batch and R1.
