@@ -1023,25 +1023,29 @@ STACKED_FINE_SCREEN = _stacked(
     'stacked digits DDGAN, no R1, p = 1.5, energy score 0.3: with R1, at T = 2, '
     'with constant learning rates')
 
-# The same recipe at about the training time of 1,200 steps at batch 64 spent
-# otherwise: batch 32 at 2,400 steps, two D updates per G update at 1,800 steps,
-# one at 3,000 (section 33).
+# Section 32's recipe (with its cosine decay of the learning rates) given more
+# training time in other ways than more steps at batch 64: batch 32 at 2,400
+# steps, two D updates per G update at 1,800 steps, one at 3,000 (section 33).
 STACKED_FINE_SAME_TIME = _stacked(
     {'ddgan_fine_b32_2400': {**_STACKED_FINE, 'data.batch_size': 32, 'train.steps': 2400},
      'ddgan_fine_nc2_1800': {**_STACKED_FINE, 'ddgan.n_critic': 2, 'train.steps': 1800},
      'ddgan_fine_nc1_3000': {**_STACKED_FINE, 'ddgan.n_critic': 1, 'train.steps': 3000}},
     (0, 1, 2),
-    'stacked digits DDGAN, no R1, p = 1.5, energy score 0.3, at about one training time: '
-    'batch 32 and 2,400 steps, two D updates and 1,800 steps, one and 3,000')
+    'stacked digits DDGAN, no R1, p = 1.5, energy score 0.3, cosine decay: batch 32 and '
+    '2,400 steps, two D updates and 1,800 steps, one and 3,000')
 
 # Stacked digits' recipe before section 32 (R1 0.02 every 15 D updates, the
-# official grid, no energy score: the pins) at eight times the default's steps,
-# 9,600: section 27 measured it at 4,800 (KL 0.13-0.17); does it reach issue
-# 11's 0.1 (section 33)?
+# official grid, no energy score, cosine decay: the pins) at eight times the
+# default's steps, 9,600: section 27 measured it at 4,800 (KL 0.13-0.17); does it
+# reach issue 11's 0.1? And today's default at 9,600 steps (run with --families
+# ddgan_fine_const_lr_9600 --seeds 0) (section 33).
 STACKED_8X_STEPS = _stacked(
-    {'ddgan_9600': {'train.steps': 9600}},
+    {'ddgan_9600': {'train.steps': 9600},
+     'ddgan_fine_const_lr_9600': {**_STACKED_FINE, 'optim.cosine_decay': False,
+                                  'train.steps': 9600}},
     (0, 1, 2),
-    'stacked digits DDGAN T = 4, R1 0.02 every 15, official grid: 9,600 steps')
+    'stacked digits DDGAN T = 4 at 9,600 steps: R1 0.02 every 15, official grid, cosine '
+    'decay; and the default')
 
 # Digits at a lower cost per step (section 28): half the batch, no R1, a
 # narrower D, against the digits default of the time (batch 64, R1 0.02 every 15
