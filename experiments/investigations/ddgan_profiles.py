@@ -797,18 +797,29 @@ GRID25_SN = Profile(
 _GRID25_DEFAULT = {'ddgan.r1_gamma_start': 3.0}
 
 
-def _grid25(variants: dict, seeds: tuple, description: str) -> Profile:
-  """Grid25 DDGAN runs, one family entry per variant: ``{name: overrides on the default}``."""
+def _ddgan_runs(dataset: str, variants: dict, seeds: tuple, description: str, *,
+                base: dict, num_samples: int, speed_repeats: int) -> Profile:
+  """DDGAN runs on one dataset, one family entry per variant ``{name: overrides}``.
+
+  Each variant's overrides go on top of ``base``; ``None`` is the config's default
+  as the pins leave it (no variant of its own).
+  """
   return Profile(
-      datasets=('grid25',),
+      datasets=(dataset,),
       families=tuple(variants),
       seeds=seeds,
       overrides={},
-      variants={name: ('ddgan', {**_GRID25_DEFAULT, **o}) for name, o in variants.items()},
-      num_samples=_SWEEP.num_samples,
-      speed_repeats=_SWEEP.speed_repeats,
+      variants={name: ('ddgan', {**base, **o}) for name, o in variants.items() if o is not None},
+      num_samples=num_samples,
+      speed_repeats=speed_repeats,
       description=description,
   )
+
+
+def _grid25(variants: dict, seeds: tuple, description: str) -> Profile:
+  """Grid25 DDGAN runs, one family entry per variant: ``{name: overrides on the default}``."""
+  return _ddgan_runs('grid25', variants, seeds, description, base=_GRID25_DEFAULT,
+                     num_samples=_SWEEP.num_samples, speed_repeats=_SWEEP.speed_repeats)
 
 
 # The grid25 default on five more seeds, 5-9: does it hold every seed beyond the
@@ -965,16 +976,8 @@ GRID25_T4_FINE_MORE = _grid25(
 
 def _stacked(variants: dict, seeds: tuple, description: str) -> Profile:
   """Stacked-digits DDGAN runs, one family entry per variant: ``{name: overrides}``."""
-  return Profile(
-      datasets=('stacked_digits',),
-      families=tuple(variants),
-      seeds=seeds,
-      overrides={},
-      variants={name: ('ddgan', o) for name, o in variants.items() if o is not None},
-      num_samples=1000,
-      speed_repeats=3,
-      description=description,
-  )
+  return _ddgan_runs('stacked_digits', variants, seeds, description, base={},
+                     num_samples=1000, speed_repeats=3)
 
 
 # Stacked digits without R1 (digits dropped it in section 28: lower FD, higher
@@ -1014,11 +1017,12 @@ STACKED_FINE_LONGER = _stacked(
 # R1 back on, at T = 2, and without the cosine decay of the learning rates, at
 # 1,200 steps (section 33). 'ddgan_nor1_p1_5_energy0_3' is STACKED_NO_R1_MORE's:
 # run in its workdir to reuse it.
+_STACKED_33 = {**_STACKED_FINE, 'optim.cosine_decay': False}  # today's stacked default
 STACKED_FINE_SCREEN = _stacked(
     {'ddgan_nor1_p1_5_energy0_3': _STACKED_FINE,
      'ddgan_fine_r1': {**_STACKED_FINE, 'ddgan.r1_gamma': 0.02},
      'ddgan_fine_T2': {**_STACKED_FINE, 'ddgan.num_steps': 2},
-     'ddgan_fine_const_lr': {**_STACKED_FINE, 'optim.cosine_decay': False}},
+     'ddgan_fine_const_lr': _STACKED_33},
     (0, 1, 2),
     'stacked digits DDGAN, no R1, p = 1.5, energy score 0.3: with R1, at T = 2, '
     'with constant learning rates')
@@ -1041,8 +1045,7 @@ STACKED_FINE_SAME_TIME = _stacked(
 # ddgan_fine_const_lr_9600 --seeds 0) (section 33).
 STACKED_8X_STEPS = _stacked(
     {'ddgan_9600': {'train.steps': 9600},
-     'ddgan_fine_const_lr_9600': {**_STACKED_FINE, 'optim.cosine_decay': False,
-                                  'train.steps': 9600}},
+     'ddgan_fine_const_lr_9600': {**_STACKED_33, 'train.steps': 9600}},
     (0, 1, 2),
     'stacked digits DDGAN T = 4 at 9,600 steps: R1 0.02 every 15, official grid, cosine '
     'decay; and the default')
