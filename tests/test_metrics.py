@@ -12,7 +12,8 @@ import pytest
 import scipy.linalg
 import scipy.spatial.distance
 
-from trilemma_jax import metrics
+from trilemma_jax import data, metrics
+from trilemma_jax.evaluation import coverage
 from trilemma_jax.metrics import manifold
 
 
@@ -377,6 +378,38 @@ def test_label_kl_parts_separates_channel_imbalance_from_dependence():
     metrics.label_kl_parts(np.zeros((5, 0), np.int32))
   with pytest.raises(ValueError, match='range'):
     metrics.label_kl_parts(np.array([[1, 2, 10]]))
+
+
+class _FixedLabels:
+  """A stand-in feature net that labels the i-th sample ``labels[i]``."""
+
+  def __init__(self, labels):
+    self.labels = np.asarray(labels)
+
+  def predict(self, x):
+    return self.labels[:len(x)]
+
+
+def test_classifier_mode_figures_carry_the_kl_split_for_stacked_digits():
+  info = data.load_info('stacked_digits')
+  x = np.zeros((70, *info.shape), np.float32)
+  same = np.repeat(np.tile(np.arange(10), 7)[:, None], 3, axis=1)
+  got = coverage.mode_figures(info, x, _FixedLabels(same))
+  assert (got['modes'], got['max_modes']) == (10, 1000)
+  np.testing.assert_allclose(got['reverse_kl'], math.log(100), rtol=1e-12)
+  np.testing.assert_allclose(got['kl_channels'], 0.0, atol=1e-12)
+  np.testing.assert_allclose(got['kl_dependence'], 2 * math.log(10), rtol=1e-12)
+
+  # Channel 0 always 0, the others independent and uniform: no dependence.
+  rows = np.array([(0, b, c) for b in range(10) for c in range(10)])
+  got = coverage.mode_figures(info, np.zeros((100, *info.shape), np.float32), _FixedLabels(rows))
+  np.testing.assert_allclose(got['kl_channels'], math.log(10), rtol=1e-12)
+  assert abs(got['kl_dependence']) < 1e-12
+  np.testing.assert_allclose(got['reverse_kl'], got['kl_channels'] + got['kl_dependence'])
+
+  # Labels of the wrong number of channels for the dataset's 1,000 modes.
+  with pytest.raises(ValueError, match="give 100 modes; 'stacked_digits' has 1000"):
+    coverage.mode_figures(info, x, _FixedLabels(same[:, :2]))
 
 
 def test_label_mode_metrics_rejects_bad_input():

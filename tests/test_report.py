@@ -58,6 +58,19 @@ def test_markdown_table_has_one_line_per_row():
   assert table[3].startswith('| digits | vae |')
 
 
+def test_markdown_table_notes_the_kl_split_of_per_channel_labels():
+  stacked = dict(dataset='stacked_digits', max_modes=1000)
+  rows = [report.aggregate([{**_row(s, modes=990 + s, reverse_kl=0.3 + 0.1 * s, kl_channels=0.1,
+                                    kl_dependence=0.2 + 0.1 * s), **stacked} for s in (0, 1)]),
+          report.aggregate([_row(0, modes=20, hq_fraction=0.9)])]
+  assert rows[0]['kl_dependence'] == pytest.approx(0.25)
+  assert rows[0]['kl_dependence_std'] == pytest.approx(0.05)
+  table = report.markdown_table(rows)
+  note = [line for line in table.splitlines() if 'own imbalance' in line]
+  assert note == ['* rev. KL of per-channel labels = the channels\' own imbalance + their '
+                  'dependence: stacked_digits gan generator 0.1 + 0.25']
+
+
 def test_trilemma_figure_is_written(tmp_path):
   rows = [report.aggregate([_row(0, modes=20, hq_fraction=0.9, samples_per_second=1e5)]),
           report.aggregate([{**_row(0, fd=5.0, recall=0.5, samples_per_second=10.0),

@@ -11,8 +11,8 @@ import numpy as np
 
 # Figures of a row that vary over seeds; each gets a ``<name>_std`` companion.
 FIGURES = ('samples_per_second', 'compile_seconds', 'fd', 'kid', 'precision', 'recall',
-           'density', 'coverage', 'modes', 'hq_fraction', 'reverse_kl', 'nll_bits_per_dim',
-           'train_seconds', 'train_steps_per_second')
+           'density', 'coverage', 'modes', 'hq_fraction', 'reverse_kl', 'kl_channels',
+           'kl_dependence', 'nll_bits_per_dim', 'train_seconds', 'train_steps_per_second')
 # Keys that identify a row and are the same for every seed.
 IDENTITY = ('family', 'variant', 'sampler', 'dataset', 'nfe', 'max_modes', 'train_steps',
             'device')
@@ -93,6 +93,12 @@ def markdown_table(rows: Iterable[dict[str, Any]]) -> str:
             f" ({len(r['diverged_seeds'])} diverged)" if r.get('diverged_seeds') else ''),
     ]) + ' |')
   notes = sorted({r['quality_skipped'] for r in rows if r.get('quality_skipped')})
+  split = [r for r in rows if r.get('kl_dependence') is not None]
+  if split:
+    notes.append('rev. KL of per-channel labels = the channels\' own imbalance + their '
+                 'dependence: ' + '; '.join(
+                     f"{r['dataset']} {r.get('variant') or r['family']} {r['sampler']} "
+                     f"{_fmt(r.get('kl_channels'))} + {_fmt(r['kl_dependence'])}" for r in split))
   if notes:
     lines += [''] + [f'* {note}' for note in notes]
   return '\n'.join(lines) + '\n'
