@@ -350,6 +350,28 @@ def test_a_stopped_run_is_saved_not_evaluated_and_the_job_resumes_it(tmp_path, m
   assert rows[0]['train_steps'] == 12 and rows[0]['fd'] >= 0
 
 
+def test_sigterm_while_a_run_is_set_up_stops_it_after_its_first_step(tmp_path, monkeypatch):
+  """A SIGTERM before the train loop (state built, step compiled) is not lost in the run."""
+  import signal
+  from trilemma_jax import train
+  profile = profiles.Profile(
+      datasets=('grid25',), families=('gan',), seeds=(0,),
+      overrides={('gan', '*'): {'train.steps': 12, 'train.log_every': 4,
+                                'train.checkpoint_every': 100}},
+      num_samples=300, speed_repeats=1)
+  steps_function = train._StepsFunction
+
+  def terminated_while_compiling(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return steps_function(*args, **kwargs)
+
+  monkeypatch.setattr(train, '_StepsFunction', terminated_while_compiling)
+  with pytest.raises(harness.Stopped, match=r'stopped at step 1 of 12 \(SIGTERM\)'):
+    harness.run_profile(profile, str(tmp_path), progress=False)
+  workdir = harness.run_dir(str(tmp_path), 'grid25', 'gan', 0)
+  assert os.listdir(os.path.join(workdir, 'checkpoints')) == ['1']
+
+
 def test_sigterm_outside_training_stops_the_job_after_that_run(tmp_path, monkeypatch):
   """A SIGTERM while a run is evaluated: that run is finished, the next one does not start."""
   import signal

@@ -239,6 +239,20 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert rows and max(r['step'] for r in rows) <= saved[-1]
 
 
+def test_preemption_signal_sees_a_sigterm_an_enclosing_one_caught_before():
+  """A SIGTERM while a run is set up (the job's handler caught it) stops that run's loop."""
+  previous = signal.getsignal(signal.SIGTERM)
+  with train.PreemptionSignal() as job:
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert job.requested(0)
+    with train.PreemptionSignal() as run:
+      assert run.requested(0)
+  with train.PreemptionSignal() as job:
+    with train.PreemptionSignal() as run:
+      assert not run.requested(0) and not job.requested(0)
+  assert signal.getsignal(signal.SIGTERM) is previous
+
+
 def test_preemption_signal_also_calls_the_handler_installed_before():
   """A SIGTERM in training reaches an outer handler too (the trilemma job stops after the run)."""
 

@@ -47,7 +47,10 @@ class PreemptionSignal:
 
   A Python SIGTERM handler installed before (the trilemma job's own
   ``PreemptionSignal``, see ``harness.run_profile``) is called as well, so a signal that arrives during
-  the last call, after which the loop stops anyway, still reaches it.
+  the last call, after which the loop stops anyway, still reaches it. The other
+  way round, a signal an enclosing ``PreemptionSignal`` caught before this one was
+  entered (while a run was set up or compiled) counts as requested here too, so
+  the run stops after its first call instead of training to the end.
   """
 
   def __init__(self):
@@ -70,11 +73,17 @@ class PreemptionSignal:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
 
+  def _pending(self) -> bool:
+    if self._event.is_set():
+      return True
+    outer = getattr(self._previous, '__self__', None)
+    return isinstance(outer, PreemptionSignal) and outer._pending()
+
   def requested(self, step: int) -> bool:
     if self._multi:
       from jax.experimental import multihost_utils
       return multihost_utils.reached_preemption_sync_point(step)
-    return self._event.is_set()
+    return self._pending()
 
 
 class MetricWriter:

@@ -1050,17 +1050,18 @@ STACKED_8X_STEPS = _stacked(
     'stacked digits DDGAN T = 4 at 9,600 steps: R1 0.02 every 15, official grid, cosine '
     'decay; and the default')
 
-# Session 9's stacked recipe (the pins) at 4,800 steps with a generator of twice
-# the width (D unchanged), and with half the learning rates: does generator
-# capacity or a calmer game lower the KL where training length stopped paying
-# (section 34)?
+# Session 9's stacked recipe (the pins) at 4,800 steps, on the time grid p = 1.5
+# (its last step kept the digits of exact x_1, where the official grid's changed
+# them), at T = 8 on that grid (more steps where the digits are decided), and
+# with a generator of twice the width (D unchanged) (section 34).
 STACKED_4800_G = _stacked(
     {'ddgan_4800': {'train.steps': 4800},
-     'ddgan_4800_g32': {'train.steps': 4800, 'model.image.ch': 32},
-     'ddgan_4800_lr5e-4': {'train.steps': 4800, 'optim.g_lr': 5e-4, 'optim.d_lr': 5e-4}},
+     'ddgan_4800_p1_5': {'train.steps': 4800, 'ddgan.time_power': 1.5},
+     'ddgan_4800_T8_p1_5': {'train.steps': 4800, 'ddgan.time_power': 1.5, 'ddgan.num_steps': 8},
+     'ddgan_4800_g32': {'train.steps': 4800, 'model.image.ch': 32}},
     (0, 1),
-    'stacked digits DDGAN T = 4, R1 0.02 every 15, official grid, cosine decay, 4,800 steps: '
-    'as is, generator width 32, learning rates 5e-4')
+    'stacked digits DDGAN, R1 0.02 every 15, cosine decay, 4,800 steps: T = 4 on the official '
+    'grid and on p = 1.5, T = 8 on p = 1.5, generator width 32')
 
 # Digits at a lower cost per step (section 28): half the batch, no R1, a
 # narrower D, against the digits default of the time (batch 64, R1 0.02 every 15

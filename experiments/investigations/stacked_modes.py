@@ -11,8 +11,15 @@ first 26,000 training images, labelled by the classifier and by their true
 labels: the KL that 26,000 draws of the data itself score, this protocol's
 floor.
 
+With ``--from_x_t`` a DDGAN run also gets one row per step t = 1..T: the
+same training images noised exactly to ``x_t ~ q(x_t | x_0)`` and taken back
+to ``x_0`` by the generator's last t steps. The row at t says how much KL those
+steps add on their own (t = 1 keeps every image's digits if the last step is
+exact: the floor), so it shows at which step the digits are mis-drawn.
+
   .venv/bin/python experiments/investigations/stacked_modes.py \\
-      --workdirs runs/coverage/runs/stacked_digits/ddgan/seed_0,... [--out stacked_modes.json]
+      --workdirs runs/coverage/runs/stacked_digits/ddgan/seed_0,... [--from_x_t] \\
+      [--out stacked_modes.json]
 """
 
 from __future__ import annotations
@@ -20,14 +27,20 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from trilemma_jax import checkpoints, data, evaluation, families, metrics, parallel, sampling
+from trilemma_jax import (checkpoints, data, diffusion, evaluation, families, metrics, parallel,
+                          sampling)
+from trilemma_jax.families.ddgan import family as ddgan
 from trilemma_jax.evaluation import speed
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'Trained runs on stacked_digits.', required=True)
 _OUT = flags.DEFINE_string('out', '', 'Optional JSON output.')
+_FROM_X_T = flags.DEFINE_bool('from_x_t', False,
+                              'DDGAN runs: also split the KL of samples drawn by the last t '
+                              'steps from the training images noised to x_t, for every t.')
 
 
 def _row(name: str, labels: np.ndarray) -> dict:
@@ -37,7 +50,27 @@ def _row(name: str, labels: np.ndarray) -> dict:
           'channel_shares': parts['channel_shares'].tolist()}
 
 
-def run_rows(workdir: str, feature_net) -> list[dict]:
+def from_x_t_rows(workdir: str, config, info, state, x0: np.ndarray, feature_net) -> list[dict]:
+  """One row per step t: the generator's last t steps from ``x0`` noised to ``x_t``."""
+  parts = ddgan.build_parts(config, info)
+  g_params = state.ema[ddgan.GENERATOR]
+  denoise = jax.jit(parts.denoise, static_argnums=2)
+  rows = []
+  for t in range(1, parts.schedule.num_steps + 1):
+    drawn = []
+    for start in range(0, len(x0), speed.SPEED_BATCH * 20):
+      x = jnp.asarray(x0[start:start + speed.SPEED_BATCH * 20]) * parts.data_scale
+      key = jax.random.fold_in(jax.random.PRNGKey(t), start)
+      noise_key, chain_key = jax.random.split(key)
+      x_t = diffusion.q_sample(parts.schedule, x, jnp.full((x.shape[0],), t),
+                               jax.random.normal(noise_key, x.shape))
+      drawn.append(np.asarray(denoise(g_params, x_t, t, chain_key)) / parts.data_scale)
+    labels = np.asarray(feature_net.predict(np.clip(np.concatenate(drawn), -1.0, 1.0)))
+    rows.append(_row(f'{workdir} (last {t} steps from exact x_{t})', labels))
+  return rows
+
+
+def run_rows(workdir: str, feature_net, x0: np.ndarray | None = None) -> list[dict]:
   config = evaluation.load_config(workdir)
   info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
   if info.name != 'stacked_digits':
@@ -53,6 +86,8 @@ def run_rows(workdir: str, feature_net) -> list[dict]:
       continue
     labels = np.asarray(feature_net.predict(np.clip(x, -1.0, 1.0)))
     rows.append(_row(f'{workdir} ({sampler})', labels))
+  if x0 is not None and config.family == 'ddgan':
+    rows += from_x_t_rows(workdir, config, info, state, x0, feature_net)
   return rows
 
 
@@ -65,7 +100,7 @@ def main(argv):
   rows = [_row('training images, classifier labels', np.asarray(feature_net.predict(x))),
           _row('training images, true labels', true)]
   for w in _WORKDIRS.value:
-    rows += run_rows(w, feature_net)
+    rows += run_rows(w, feature_net, x if _FROM_X_T.value else None)
   for r in rows:
     print(f"{r['name']}: {r['modes']} modes, KL {r['kl_uniform']:.3f} = channels "
           f"{' + '.join(f'{v:.3f}' for v in r['channel_kl'])} + dependence {r['dependence']:.3f}")
