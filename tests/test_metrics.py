@@ -446,3 +446,27 @@ def test_time_sampler_compiles_once_and_reports():
   assert result['platform'] == jax.devices()[0].platform
   with pytest.raises(ValueError, match='batch=64'):
     metrics.time_sampler(sample, jnp.float32(2.0), jax.random.key(0), batch=64, repeats=1)
+
+
+def test_stacked_latent_mi_sees_channels_drawn_together_and_not_independent_ones():
+  """experiments/investigations/stacked_latent_mi.py's statistic (docs/ddgan_steps.md, 34)."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).parents[1] / 'experiments/investigations/stacked_latent_mi.py'
+  spec = importlib.util.spec_from_file_location('stacked_latent_mi_under_test', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  rng = np.random.default_rng(0)
+  # Per x_t two candidate digits per channel; independent draws, or one coin for all channels.
+  options = rng.integers(0, 10, size=(200, 2, 3))
+  coins = rng.integers(0, 2, size=(200, 64, 3))
+  pick = lambda c: np.take_along_axis(options, c, axis=1)
+  independent = module.latent_mi(pick(coins), np.random.default_rng(1))
+  together = module.latent_mi(pick(np.repeat(coins[:, :, :1], 3, axis=2)), np.random.default_rng(1))
+  assert abs(independent['excess']) < 3 * independent['excess_stderr'] + 1e-3
+  # Where a channel's two options differ the coin is a full bit (log 2) shared by the pair.
+  differ = (options[:, 0] != options[:, 1])
+  expected = np.mean(sum(differ[:, a] & differ[:, b] for a, b in module._PAIRS)) * math.log(2)
+  assert together['excess'] > 20 * together['excess_stderr']
+  assert together['mi_given_x_t'] == pytest.approx(expected, rel=0.1)
+  assert 1.0 < together['digits_per_channel'] <= 2.0
