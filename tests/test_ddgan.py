@@ -348,6 +348,41 @@ def test_per_step_generator_trains_and_samples_and_old_runs_read_as_shared():
     assert jax.eval_shape(g.apply, variables, x0, z, t).shape == (4, 8, 8, 1)
 
 
+def test_noise_maps_widen_z_reach_the_unet_and_old_runs_read_as_without():
+  """model.image.noise_channels: per-pixel noise maps drawn with z, fed beside x_t."""
+  c = get_config('stacked_digits')
+  c.train.steps, c.data.batch_size = 2, 8
+  saved = json.loads(c.to_json_best_effort())
+  del saved['model']['image']['noise_channels']
+  assert config_lib.changed_keys(saved, c) == []
+  stacked = data.load_info('stacked_digits')
+  assert ddgan.latent_size(c, stacked) == c.model.latent_dim
+  c.model.image.noise_channels = 3
+  assert ddgan.latent_size(c, stacked) == c.model.latent_dim + 8 * 8 * 3
+  fam = families.build(c, stacked)
+  state = fam.init(jax.random.PRNGKey(0), make_batch(stacked, b=8))
+  assert state.params['generator']['conv_in']['kernel'].shape[2] == 3 + 3  # x_t and the maps
+  state, metrics = jax.jit(fam.train_step)(state, make_batch(stacked, b=8))
+  assert np.isfinite(float(metrics['g_loss']))
+  assert np.isfinite(np.asarray(fam.sample(state, jax.random.PRNGKey(1), 4))).all()
+  # The maps are the last H * W * K entries of z: changing one pixel's noise changes x0_hat.
+  parts = ddgan.build_parts(c, stacked)
+  g = state.params['generator']
+  x_t, t = jnp.zeros((2, 8, 8, 3)), jnp.array([1, 2])
+  z = jax.random.normal(jax.random.PRNGKey(2), (2, parts.latent_dim))
+  out = parts.generator.apply({'params': g}, x_t, z, t)
+  moved = parts.generator.apply({'params': g}, x_t, z.at[:, -1].add(3.0), t)
+  assert float(jnp.abs(out - moved).max()) > 0
+  with pytest.raises(ValueError, match='needs more than 192'):
+    parts.generator.apply({'params': g}, x_t, z[:, :192], t)
+  c.model.image.noise_channels = -1
+  with pytest.raises(ValueError, match='noise_channels.*a non-negative integer'):
+    families.build(c, stacked)
+  c.model.image.noise_channels, c.model.image.arch = 2, 'ncsnpp'
+  with pytest.raises(ValueError, match="is for the U-Net generator"):
+    families.build(c, stacked)
+
+
 @pytest.mark.parametrize('dataset,shape', [
     ('grid25', (2,)), ('digits', (8, 8, 1)), ('stacked_digits', (8, 8, 3)),
     ('fashion_mnist', (28, 28, 1)), ('tfds:cifar10', (32, 32, 3))])

@@ -51,6 +51,7 @@ ADDED_KEYS: dict[str, Any] = {
     'model.points.d_fourier_first_octave': 0,
     'model.image.arch': 'unet',  # DDGAN's image networks
     'model.image.attn_resolutions': [],  # (as JSON) DDGAN's before NCSN++; DDPM always had it
+    'model.image.noise_channels': 0,  # DDGAN's U-Net before its noise maps
     'ddpm.ancestral': True,
 }
 

@@ -1038,6 +1038,17 @@ STACKED_FINE_SAME_TIME = _stacked(
     'stacked digits DDGAN, no R1, p = 1.5, energy score 0.3, cosine decay: batch 32 and '
     '2,400 steps, two D updates and 1,800 steps, one and 3,000')
 
+# Today's stacked default with three maps of per-pixel noise fed to the generator
+# beside x_t: randomness not shared by the whole image, against the latent that
+# ties the channels' digits together (section 34). The default's entry is
+# section 33's runs, copied into the workdir and reused.
+STACKED_NOISE = _stacked(
+    {'ddgan_fine_const_lr': _STACKED_33,
+     'ddgan_fine_noise3': {**_STACKED_33, 'model.image.noise_channels': 3}},
+    (0, 1, 2),
+    'stacked digits DDGAN (no R1, p = 1.5, energy score 0.3, constant learning rates): '
+    'with three noise maps beside x_t')
+
 # Stacked digits' recipe before section 32 (R1 0.02 every 15 D updates, the
 # official grid, no energy score, cosine decay: the pins) at eight times the
 # default's steps, 9,600: section 27 measured it at 4,800 (KL 0.13-0.17); does it

@@ -162,6 +162,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   im.ch_mult = (1, 2)
   im.num_res_blocks = 1
   im.d_channels = (64, 128)
+  # 'unet' only: K > 0 feeds the generator K maps of per-pixel noise beside x_t
+  # (drawn with z, which grows by H * W * K); 0 = the one mapped latent only.
+  im.noise_channels = 0
   if dataset in ('digits', 'stacked_digits'):
     # Three D updates per G update and lr 1e-3: with one, D never caught up
     # with G (docs/ddgan_recipe.md).
@@ -330,6 +333,14 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
     validation.tuple_of(validation.positive_int, min_length=0)(
         'config.model.image.attn_resolutions',
         config_lib.setting(config, 'model.image.attn_resolutions'))
+    noise_channels = validation.non_negative_int(
+        'config.model.image.noise_channels',
+        config_lib.setting(config, 'model.image.noise_channels'))
+    if noise_channels and config_lib.setting(config, 'model.image.arch') != 'unet':
+      raise ValueError(
+          f'config.model.image.noise_channels={noise_channels} is for the U-Net generator '
+          "(model.image.arch='unet'); the NCSN++ generator takes only the mapped latent. Set "
+          '--config.model.image.noise_channels=0 or --config.model.image.arch=unet.')
   validation.boolean('config.ddgan.per_step_generator',
                      config_lib.setting(config, 'ddgan.per_step_generator'))
   validation.non_negative('config.ddgan.energy_weight',

@@ -66,7 +66,7 @@ from trilemma_jax.families.adversarial import GENERATOR, Draw
 from trilemma_jax.families.ddgan import ncsnpp
 from trilemma_jax.families.ddgan.nets import (ConvDiscriminator, MLPDiscriminator, MLPGenerator,
                                               PackedDiscriminator, PerStepGenerator,
-                                              SkipGenerator, UNetGenerator)
+                                              SkipGenerator, UNetGenerator, noise_map_size)
 from trilemma_jax.train_state import Batch, Family, TrainState
 
 # (params, x_t, z, t) -> x0_hat
@@ -424,13 +424,21 @@ def build_parts(config: ml_collections.ConfigDict, info: DatasetInfo) -> Parts:
       time_power=config_lib.setting(config, 'ddgan.time_power'))
   generator, discriminator = build_networks(config, info, schedule)
   return Parts(schedule=schedule, generator=generator, discriminator=discriminator,
-               shape=tuple(info.shape), latent_dim=config.model.latent_dim,
+               shape=tuple(info.shape), latent_dim=latent_size(config, info),
                data_scale=float(d.data_scale),
                energy_weight=float(config_lib.setting(config, 'ddgan.energy_weight')),
                energy_from_step=int(config_lib.setting(config, 'ddgan.energy_from_step')),
                pack=int(config_lib.setting(config, 'ddgan.pack')),
                t_weights=step_weights(d.num_steps, config_lib.setting(config, 'ddgan.t_weights'),
                                       config_lib.setting(config, 'ddgan.last_step_weight')))
+
+
+def latent_size(config: ml_collections.ConfigDict, info: DatasetInfo) -> int:
+  """Entries of the generator's ``z``: the latent, then any noise maps (U-Net only)."""
+  size = int(config.model.latent_dim)
+  if info.kind != 'points' and config_lib.setting(config, 'model.image.arch') == 'unet':
+    size += noise_map_size(info.shape, config_lib.setting(config, 'model.image.noise_channels'))
+  return size
 
 
 # --------------------------------------------------------------------- config
@@ -476,7 +484,10 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
     generator = UNetGenerator(ch=im.ch, ch_mult=tuple(im.ch_mult),
                               num_res_blocks=im.num_res_blocks, z_emb_dim=m.z_emb_dim,
                               mapping_layers=m.mapping_layers, num_groups=m.num_groups,
-                              activation=m.g_activation, time_scale=time_scale, dtype=dtype)
+                              activation=m.g_activation, time_scale=time_scale,
+                              noise_channels=int(config_lib.setting(
+                                  config, 'model.image.noise_channels')),
+                              dtype=dtype)
     discriminator = ConvDiscriminator(channels=tuple(im.d_channels), time_dim=m.time_dim,
                                       activation=m.d_activation, time_scale=time_scale,
                                       spectral_norm=spectral_norm, dtype=dtype)

@@ -292,6 +292,11 @@ class _AdaResBlock(nn.Module):
     return (x + h) / math.sqrt(2.0)
 
 
+def noise_map_size(shape: Sequence[int], noise_channels: int) -> int:
+  """Entries of ``z`` that :class:`UNetGenerator` reads as noise maps for ``[H, W, C]`` images."""
+  return int(shape[0]) * int(shape[1]) * int(noise_channels)
+
+
 class UNetGenerator(nn.Module):
   """``G(x_t, z, t)`` for images: a small U-Net of AdaGN residual blocks.
 
@@ -303,6 +308,10 @@ class UNetGenerator(nn.Module):
       :class:`MLPGenerator` (``time_dim`` defaults to ``4 * ch`` when None).
     tanh: squash the output to (-1, 1) (official generator for [-1, 1] images).
     time_scale: the time embedding sees ``time_scale * t``.
+    noise_channels: K > 0 takes the last ``H * W * K`` entries of ``z`` as K
+      noise maps that enter beside ``x_t`` (randomness local to each pixel, not
+      shared by the whole image as the mapped latent is); ``z`` then has
+      ``latent_dim + H * W * K`` entries (:func:`noise_map_size`).
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -316,6 +325,7 @@ class UNetGenerator(nn.Module):
   activation: str = 'silu'
   tanh: bool = True
   time_scale: float = 1.0
+  noise_channels: int = 0
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -325,6 +335,16 @@ class UNetGenerator(nn.Module):
     levels = len(self.ch_mult)
     dtype = self.dtype
     act = layers.activation(self.activation)
+    h_in = x_t
+    if self.noise_channels:
+      b, hgt, wid, _ = x_t.shape
+      local = noise_map_size(x_t.shape[1:], self.noise_channels)
+      if z.shape[-1] <= local:
+        raise ValueError(f'z has {z.shape[-1]} entries; with noise_channels='
+                         f'{self.noise_channels} on {hgt}x{wid} images it needs more than '
+                         f'{local} (the latent, then the noise maps).')
+      z, noise = z[:, :-local], z[:, -local:]
+      h_in = jnp.concatenate([x_t, noise.reshape(b, hgt, wid, self.noise_channels)], axis=-1)
     w = MappingNetwork(self.z_emb_dim, self.mapping_layers, 'leaky_relu', dtype=dtype,
                        name='mapping')(z)
     time_dim = self.time_dim or 4 * self.ch
@@ -334,7 +354,7 @@ class UNetGenerator(nn.Module):
       return _AdaResBlock(out_ch, self.num_groups, self.activation, dtype=dtype,
                           name=name)(h, temb, w)
 
-    hs = [_conv(self.ch, dtype=dtype, name='conv_in')(x_t)]
+    hs = [_conv(self.ch, dtype=dtype, name='conv_in')(h_in)]
     for level, mult in enumerate(self.ch_mult):
       for i in range(self.num_res_blocks):
         hs.append(block(hs[-1], self.ch * mult, f'down_{level}_{i}'))
