@@ -351,7 +351,10 @@ def test_per_step_generator_trains_and_samples_and_old_runs_read_as_shared():
 def test_noise_maps_widen_z_reach_the_unet_and_old_runs_read_as_without():
   """model.image.noise_channels: per-pixel noise maps drawn with z, fed beside x_t."""
   c = get_config('stacked_digits')
+  assert c.model.image.noise_channels == 3  # stacked digits' default (docs/ddgan_steps.md, 34)
+  assert get_config('digits').model.image.noise_channels == 0
   c.train.steps, c.data.batch_size = 2, 8
+  c.model.image.noise_channels = 0
   saved = json.loads(c.to_json_best_effort())
   del saved['model']['image']['noise_channels']
   assert config_lib.changed_keys(saved, c) == []
@@ -393,7 +396,7 @@ def test_default_networks_have_the_data_shape(dataset, shape):
   g, d = ddgan.build_networks(c, info, schedule_of(c))
   b = 4 * c.ddgan.pack
   x = jnp.zeros((b, *shape))
-  z = jnp.zeros((b, c.model.latent_dim))
+  z = jnp.zeros((b, ddgan.latent_size(c, info)))  # stacked digits: the latent and noise maps
   t = jnp.ones((b,), jnp.int32)
   g_vars = jax.eval_shape(g.init, jax.random.PRNGKey(0), x, z, t)
   assert jax.eval_shape(g.apply, g_vars, x, z, t).shape == (b, *shape)
@@ -1116,13 +1119,17 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
                             found[profile].overrides_for(entry, 'stacked_digits'))
     return config_lib.changed_keys(json.loads(c.to_json_best_effort()), stacked)
 
-  assert stacked_changed('STACKED_FINE_SCREEN', 'ddgan_fine_const_lr') == []
-  before_33 = [('optim.cosine_decay', True, False)]
+  assert stacked_changed('STACKED_NOISE', 'ddgan_fine_noise3') == []
+  before_34 = [('model.image.noise_channels', 0, 3)]
+  assert stacked_changed('STACKED_NOISE', 'ddgan_fine_const_lr') == before_34
+  assert stacked_changed('STACKED_FINE_SCREEN', 'ddgan_fine_const_lr') == before_34
+  before_33 = before_34 + [('optim.cosine_decay', True, False)]
   assert stacked_changed('STACKED_NO_R1_MORE', 'ddgan_nor1_p1_5_energy0_3') == before_33
   assert stacked_changed('STACKED_FINE_SCREEN', 'ddgan_nor1_p1_5_energy0_3') == before_33
   assert stacked_changed('STACKED_NO_R1', 'ddgan') == [
       ('ddgan.energy_weight', 0.0, 0.3), ('ddgan.r1_gamma', 0.02, 0.0),
-      ('ddgan.time_power', 1.0, 1.5), ('optim.cosine_decay', True, False)]
+      ('ddgan.time_power', 1.0, 1.5), ('model.image.noise_channels', 0, 3),
+      ('optim.cosine_decay', True, False)]
   # Section 30's 1,800-step runs with the plain EMA are today's digits default;
   # sections 28's and 29's default entries differ from it in the steps and the EMA,
   # section 28's 'ddgan' entry also in the batch and R1.

@@ -1171,6 +1171,7 @@ _DIGITS_BEFORE_28 = {'data.batch_size': 64, 'ddgan.r1_gamma': 0.02}
 _DIGITS_BEFORE_30 = {'train.steps': 1200, 'ema.warmup': True, 'ema.decay': 0.999}
 _STACKED_BEFORE_32 = {'ddgan.r1_gamma': 0.02}
 _STACKED_BEFORE_33 = {'optim.cosine_decay': True}
+_STACKED_BEFORE_34 = {'model.image.noise_channels': 0}
 _RING8_T4 = ('RING8_PACK', 'RING8_PACK_MORE', 'RING8_SHARP', 'RING8_GANLIKE', 'COVERAGE_PROBE')
 
 
@@ -1182,6 +1183,7 @@ def _pinned(name: str, profile: Profile) -> Profile:
   overrides['ddgan', 'digits'] = {**_DIGITS_BEFORE_28, **_DIGITS_BEFORE_30,
                                   **overrides.get(('ddgan', 'digits'), {})}
   overrides['ddgan', 'stacked_digits'] = {**_STACKED_BEFORE_32, **_STACKED_BEFORE_33,
+                                          **_STACKED_BEFORE_34,
                                           **overrides.get(('ddgan', 'stacked_digits'), {})}
   if name in _RING8_T4:
     overrides['ddgan', 'ring8'] = {'ddgan.num_steps': 4, **overrides.get(('ddgan', 'ring8'), {})}
