@@ -319,14 +319,29 @@ def test_diverged_seeds_are_counted_not_hidden():
   assert '| 3 (1 diverged) |' in report.markdown_table([agg])
 
 
+def _gan_grid25_profile(seeds, steps, log_every, checkpoint_every):
+  return profiles.Profile(
+      datasets=('grid25',), families=('gan',), seeds=seeds,
+      overrides={('gan', '*'): {'train.steps': steps, 'train.log_every': log_every,
+                                'train.checkpoint_every': checkpoint_every}},
+      num_samples=300, speed_repeats=1)
+
+
+def _sigterm_first(fn):
+  """``fn`` that sends this process a SIGTERM before it runs."""
+  import signal
+
+  def wrapped(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return fn(*args, **kwargs)
+
+  return wrapped
+
+
 def test_a_stopped_run_is_saved_not_evaluated_and_the_job_resumes_it(tmp_path, monkeypatch):
   """SIGTERM during a run's training stops the job; the next job resumes that run."""
   from trilemma_jax import train
-  profile = profiles.Profile(
-      datasets=('grid25',), families=('gan',), seeds=(0,),
-      overrides={('gan', '*'): {'train.steps': 12, 'train.log_every': 4,
-                                'train.checkpoint_every': 100}},
-      num_samples=300, speed_repeats=1)
+  profile = _gan_grid25_profile((0,), steps=12, log_every=4, checkpoint_every=100)
   config = harness.family_config('gan', 'grid25', 0, profile.overrides_for('gan', 'grid25'))
   workdir = harness.run_dir(str(tmp_path), 'grid25', 'gan', 0)
   # What the loop sees when SIGTERM arrives after step 5.
@@ -352,20 +367,9 @@ def test_a_stopped_run_is_saved_not_evaluated_and_the_job_resumes_it(tmp_path, m
 
 def test_sigterm_while_a_run_is_set_up_stops_it_after_its_first_step(tmp_path, monkeypatch):
   """A SIGTERM before the train loop (state built, step compiled) is not lost in the run."""
-  import signal
   from trilemma_jax import train
-  profile = profiles.Profile(
-      datasets=('grid25',), families=('gan',), seeds=(0,),
-      overrides={('gan', '*'): {'train.steps': 12, 'train.log_every': 4,
-                                'train.checkpoint_every': 100}},
-      num_samples=300, speed_repeats=1)
-  steps_function = train._StepsFunction
-
-  def terminated_while_compiling(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGTERM)
-    return steps_function(*args, **kwargs)
-
-  monkeypatch.setattr(train, '_StepsFunction', terminated_while_compiling)
+  profile = _gan_grid25_profile((0,), steps=12, log_every=4, checkpoint_every=100)
+  monkeypatch.setattr(train, '_StepsFunction', _sigterm_first(train._StepsFunction))
   with pytest.raises(harness.Stopped, match=r'stopped at step 1 of 12 \(SIGTERM\)'):
     harness.run_profile(profile, str(tmp_path), progress=False)
   workdir = harness.run_dir(str(tmp_path), 'grid25', 'gan', 0)
@@ -375,18 +379,8 @@ def test_sigterm_while_a_run_is_set_up_stops_it_after_its_first_step(tmp_path, m
 def test_sigterm_outside_training_stops_the_job_after_that_run(tmp_path, monkeypatch):
   """A SIGTERM while a run is evaluated: that run is finished, the next one does not start."""
   import signal
-  profile = profiles.Profile(
-      datasets=('grid25',), families=('gan',), seeds=(0, 1),
-      overrides={('gan', '*'): {'train.steps': 4, 'train.log_every': 2,
-                                'train.checkpoint_every': 4}},
-      num_samples=300, speed_repeats=1)
-  evaluate_run = evaluation.evaluate_run
-
-  def evaluate_then_terminated(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGTERM)
-    return evaluate_run(*args, **kwargs)
-
-  monkeypatch.setattr(evaluation, 'evaluate_run', evaluate_then_terminated)
+  profile = _gan_grid25_profile((0, 1), steps=4, log_every=2, checkpoint_every=4)
+  monkeypatch.setattr(evaluation, 'evaluate_run', _sigterm_first(evaluation.evaluate_run))
   before = signal.getsignal(signal.SIGTERM)
   with pytest.raises(harness.Stopped, match='before grid25/gan/seed_1'):
     harness.run_profile(profile, str(tmp_path), progress=False)
