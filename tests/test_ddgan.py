@@ -941,6 +941,17 @@ def test_parts_denoise_runs_the_last_t_steps_of_the_chain():
     parts.denoise(g, x, 4, key)
 
 
+def test_parts_noised_draws_the_forward_marginal_in_the_network_scale():
+  config = small_config(num_steps=3)
+  config.ddgan.data_scale = 0.5
+  parts = ddgan.build_parts(config, POINTS)
+  x0 = np.tile([[2.0, -1.0]], (20000, 1))
+  x_t = np.asarray(parts.noised(x0, 2, jax.random.PRNGKey(3)))
+  ab = float(parts.schedule.alpha_bars[2])
+  np.testing.assert_allclose(x_t.mean(0), np.sqrt(ab) * 0.5 * x0[0], atol=0.02)
+  np.testing.assert_allclose(x_t.std(0), np.sqrt(1 - ab), rtol=0.03)
+
+
 # ------------------------------------------------------ compilation, devices
 
 

@@ -1064,17 +1064,22 @@ STACKED_8X_STEPS = _stacked(
 # Session 9's stacked recipe (the pins) at 4,800 steps, on the time grid p = 1.5
 # (its last step kept the digits of exact x_1, where the official grid's changed
 # them), at T = 8 on that grid (more steps where the digits are decided), with
-# a generator of twice the width (D unchanged), and with three noise maps for
-# the generator (section 34).
+# a generator of twice the width (D unchanged), with three noise maps for
+# the generator, and with the energy score 0.3 with and without the maps
+# (section 34).
 STACKED_4800_G = _stacked(
     {'ddgan_4800': {'train.steps': 4800},
      'ddgan_4800_p1_5': {'train.steps': 4800, 'ddgan.time_power': 1.5},
      'ddgan_4800_T8_p1_5': {'train.steps': 4800, 'ddgan.time_power': 1.5, 'ddgan.num_steps': 8},
      'ddgan_4800_g32': {'train.steps': 4800, 'model.image.ch': 32},
-     'ddgan_4800_noise3': {'train.steps': 4800, 'model.image.noise_channels': 3}},
+     'ddgan_4800_noise3': {'train.steps': 4800, 'model.image.noise_channels': 3},
+     'ddgan_4800_energy0_3_noise3': {'train.steps': 4800, 'ddgan.energy_weight': 0.3,
+                                     'model.image.noise_channels': 3},
+     'ddgan_4800_energy0_3': {'train.steps': 4800, 'ddgan.energy_weight': 0.3}},
     (0, 1),
     'stacked digits DDGAN, R1 0.02 every 15, cosine decay, 4,800 steps: T = 4 on the official '
-    'grid and on p = 1.5, T = 8 on p = 1.5, generator width 32, three noise maps')
+    'grid and on p = 1.5, T = 8 on p = 1.5, generator width 32, three noise maps, the energy '
+    'score 0.3 with and without the maps')
 
 # Digits at a lower cost per step (section 28): half the batch, no R1, a
 # narrower D, against the digits default of the time (batch 64, R1 0.02 every 15

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from trilemma_jax import analytic, checkpoints, data, evaluation, families, metrics, parallel
+from trilemma_jax import analytic, evaluation, metrics
 from trilemma_jax.families.ddgan import family as ddgan
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'Trained DDGAN runs on grid25 or ring8.',
@@ -84,10 +84,7 @@ def conditional_spread(parts, g_params, mix, t: int, key: jax.Array, *, num_x: i
 
 
 def analyse(workdir: str, n: int) -> dict:
-  config = evaluation.load_config(workdir)
-  info = data.load_info(config.data.name)
-  family = families.build(config, info)
-  state = checkpoints.restore_state(workdir, family, info, parallel.make_mesh(jax.devices()[:1]))
+  config, info, family, state = evaluation.restore_run(workdir)
   parts = ddgan.build_parts(config, info)
   g = state.ema[ddgan.GENERATOR]
   mix = analytic.data_mixture(info, parts.data_scale)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from trilemma_jax import checkpoints, data, diffusion, evaluation, families, metrics, parallel
+from trilemma_jax import data, evaluation, metrics
 from trilemma_jax.families.ddgan import family as ddgan
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'DDGAN runs on stacked_digits.', required=True)
@@ -65,20 +65,14 @@ def latent_mi(labels: np.ndarray, rng: np.random.Generator) -> dict:
 
 
 def run(workdir: str, x0: np.ndarray, t: int, draws: int, feature_net) -> dict:
-  config = evaluation.load_config(workdir)
-  info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
+  config, info, _, state = evaluation.restore_run(workdir)
   if info.name != 'stacked_digits' or config.family != 'ddgan':
     raise ValueError(f'{workdir} is a {config.family} run on {info.name!r}; this script reads '
                      'DDGAN runs on stacked_digits.')
-  family = families.build(config, info)
-  state = checkpoints.restore_state(workdir, family, info, parallel.make_mesh(jax.devices()[:1]))
   parts = ddgan.build_parts(config, info)
   if not 1 <= t <= parts.schedule.num_steps:
     raise ValueError(f'--t={t} is outside 1..{parts.schedule.num_steps} (the run\'s T).')
-  x = jnp.asarray(x0) * parts.data_scale
-  noise = jax.random.normal(jax.random.PRNGKey(t), x.shape)
-  x_t = diffusion.q_sample(parts.schedule, x, jnp.full((x.shape[0],), t), noise)
-  repeated = jnp.repeat(x_t, draws, axis=0)
+  repeated = jnp.repeat(parts.noised(x0, t, jax.random.PRNGKey(t)), draws, axis=0)
   denoise = jax.jit(parts.denoise, static_argnums=2)
   drawn = np.asarray(denoise(state.ema[ddgan.GENERATOR], repeated, t,
                              jax.random.PRNGKey(100 + t))) / parts.data_scale

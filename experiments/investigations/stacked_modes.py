@@ -27,12 +27,10 @@ from __future__ import annotations
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from trilemma_jax import (checkpoints, data, diffusion, evaluation, families, metrics, parallel,
-                          sampling)
+from trilemma_jax import data, evaluation, metrics, sampling
 from trilemma_jax.families.ddgan import family as ddgan
 from trilemma_jax.evaluation import speed
 
@@ -59,11 +57,9 @@ def from_x_t_rows(workdir: str, config, info, state, x0: np.ndarray, feature_net
   for t in range(1, parts.schedule.num_steps + 1):
     drawn = []
     for start in range(0, len(x0), speed.SPEED_BATCH * 20):
-      x = jnp.asarray(x0[start:start + speed.SPEED_BATCH * 20]) * parts.data_scale
       key = jax.random.fold_in(jax.random.PRNGKey(t), start)
       noise_key, chain_key = jax.random.split(key)
-      x_t = diffusion.q_sample(parts.schedule, x, jnp.full((x.shape[0],), t),
-                               jax.random.normal(noise_key, x.shape))
+      x_t = parts.noised(x0[start:start + speed.SPEED_BATCH * 20], t, noise_key)
       drawn.append(np.asarray(denoise(g_params, x_t, t, chain_key)) / parts.data_scale)
     labels = np.asarray(feature_net.predict(np.clip(np.concatenate(drawn), -1.0, 1.0)))
     rows.append(_row(f'{workdir} (last {t} steps from exact x_{t})', labels))
@@ -71,12 +67,9 @@ def from_x_t_rows(workdir: str, config, info, state, x0: np.ndarray, feature_net
 
 
 def run_rows(workdir: str, feature_net, x0: np.ndarray | None = None) -> list[dict]:
-  config = evaluation.load_config(workdir)
-  info = data.load_info(config.data.name, data_dir=config.data.data_dir or None)
+  config, info, family, state = evaluation.restore_run(workdir)
   if info.name != 'stacked_digits':
     raise ValueError(f'{workdir} trained on {info.name!r}; this script reads stacked_digits runs.')
-  family = families.build(config, info)
-  state = checkpoints.restore_state(workdir, family, info, parallel.make_mesh(jax.devices()[:1]))
   rows = []
   for sampler in family.samplers:
     x = sampling.draw(sampling.sampler_fn(family, sampler), state, info.protocol.mode_samples,

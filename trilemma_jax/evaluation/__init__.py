@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -32,6 +32,7 @@ import numpy as np
 from trilemma_jax import checkpoints, families, metrics, parallel, sampling
 from trilemma_jax import data as data_lib
 from trilemma_jax.evaluation import coverage, likelihood, quality, speed
+from trilemma_jax.train_state import Family, TrainState
 
 DEFAULT_NUM_SAMPLES = 2000
 
@@ -43,6 +44,24 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'{path} does not exist: {workdir} is not a trilemma_jax run.')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
+
+
+class Run(NamedTuple):
+  """A trained run read back: its config, dataset, family and final (or given) state."""
+  config: ml_collections.ConfigDict
+  info: data_lib.DatasetInfo
+  family: Family
+  state: TrainState
+
+
+def restore_run(workdir: str, step: int | None = None) -> Run:
+  """The run in ``workdir`` restored on one device (its latest checkpoint, or ``step``)."""
+  config = load_config(workdir)
+  info = data_lib.load_info(config.data.name, data_dir=config.data.data_dir or None)
+  family = families.build(config, info)
+  state = checkpoints.restore_state(workdir, family, info, parallel.make_mesh(jax.devices()[:1]),
+                                    step=step)
+  return Run(config, info, family, state)
 
 
 def feature_spec_for_run(workdir: str, min_accuracy: float) -> metrics.FeatureNetSpec:
@@ -94,11 +113,8 @@ def evaluate_run(workdir: str, *, num_samples: int | None = None, speed_repeats:
       its rows (those whose samples are finite) say why in ``quality_skipped``;
       speed and likelihood are still measured.
   """
-  config = load_config(workdir)
+  config, info, family, state = restore_run(workdir)
   data_dir = config.data.data_dir or None
-  info = data_lib.load_info(config.data.name, data_dir=data_dir)
-  family = families.build(config, info)
-  state = checkpoints.restore_state(workdir, family, info, parallel.make_mesh(jax.devices()[:1]))
   step = int(state.step)
 
   n_quality = info.protocol.quality_samples or num_samples or DEFAULT_NUM_SAMPLES

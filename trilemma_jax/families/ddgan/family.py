@@ -406,6 +406,16 @@ class Parts(NamedTuple):
     return _chain(self.generator, self.schedule, self.shape, g_params, rng, n,
                   latent_dim=self.latent_dim, data_scale=self.data_scale, trajectory=True)
 
+  def noised(self, x0: jax.Array, t: int, rng: jax.Array) -> jax.Array:
+    """Exact draws of ``q(x_t | x_0)`` (network scale) for data-scale ``x0``, ``[n, *shape]``.
+
+    With :meth:`denoise`, real data taken through the forward process and back by
+    the generator's last ``t`` steps: how those steps alone treat the data.
+    """
+    x = jnp.asarray(x0) * self.data_scale
+    return diffusion.q_sample(self.schedule, x, jnp.full((x.shape[0],), t),
+                              jax.random.normal(rng, x.shape))
+
   def denoise(self, g_params: Any, x_t: jax.Array, t: int, rng: jax.Array) -> jax.Array:
     """The generator's steps ``t, ..., 1`` from ``x_t`` (network scale): ``x_0``, ``[n, *shape]``.
 
