@@ -287,6 +287,11 @@ def test_labelled_npz_images_are_scored_with_a_feature_spec_and_skipped_without(
            label_test=y_test)
   workdir = _tiny_vae_run(tmp_path, f'npz:{tmp_path}/mine.npz')
   cache = str(tmp_path / 'cache')
+  run = evaluation.restore_run(workdir)
+  assert (run.config.family, run.info.name, int(run.state.step)) == (
+      'vae', f'npz:{tmp_path}/mine.npz', 4)
+  with pytest.raises(FileNotFoundError, match='is not a trilemma_jax run'):
+    evaluation.restore_run(str(tmp_path))
 
   rows = evaluation.evaluate_run(workdir, num_samples=200, speed_repeats=1,
                                  feature_cache_dir=cache)

@@ -1053,13 +1053,16 @@ STACKED_NOISE = _stacked(
 # official grid, no energy score, cosine decay: the pins) at eight times the
 # default's steps, 9,600: section 27 measured it at 4,800 (KL 0.13-0.17); does it
 # reach issue 11's 0.1? And today's default at 9,600 steps (run with --families
-# ddgan_fine_const_lr_9600 --seeds 0) (section 33).
+# ddgan_fine_const_lr_9600 --seeds 0) (section 33). With the energy score and
+# three noise maps, seeds 0 and 1 (section 35).
 STACKED_8X_STEPS = _stacked(
     {'ddgan_9600': {'train.steps': 9600},
-     'ddgan_fine_const_lr_9600': {**_STACKED_33, 'train.steps': 9600}},
+     'ddgan_fine_const_lr_9600': {**_STACKED_33, 'train.steps': 9600},
+     'ddgan_9600_energy0_3_noise3': {'train.steps': 9600, 'ddgan.energy_weight': 0.3,
+                                     'model.image.noise_channels': 3}},
     (0, 1, 2),
     'stacked digits DDGAN T = 4 at 9,600 steps: R1 0.02 every 15, official grid, cosine '
-    'decay; and the default')
+    'decay, without and with the energy score 0.3 and three noise maps; and the default')
 
 # Session 9's stacked recipe (the pins) at 4,800 steps, on the time grid p = 1.5
 # (its last step kept the digits of exact x_1, where the official grid's changed
