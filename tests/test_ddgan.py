@@ -946,10 +946,15 @@ def test_parts_noised_draws_the_forward_marginal_in_the_network_scale():
   config.ddgan.data_scale = 0.5
   parts = ddgan.build_parts(config, POINTS)
   x0 = np.tile([[2.0, -1.0]], (20000, 1))
-  x_t = np.asarray(parts.noised(x0, 2, jax.random.PRNGKey(3)))
-  ab = float(parts.schedule.alpha_bars[2])
+  key = jax.random.PRNGKey(3)
+  x_t = np.asarray(parts.noised(x0, 1, key))
+  want = diffusion.q_sample(parts.schedule, 0.5 * x0, jnp.ones((20000,), jnp.int32),
+                            jax.random.normal(key, x0.shape))
+  np.testing.assert_array_equal(x_t, want)
+  ab = float(parts.schedule.alpha_bars[1])
   np.testing.assert_allclose(x_t.mean(0), np.sqrt(ab) * 0.5 * x0[0], atol=0.02)
   np.testing.assert_allclose(x_t.std(0), np.sqrt(1 - ab), rtol=0.03)
+  assert abs(np.sqrt(1 - ab) - 1) > 0.1  # t = 1 tells scaled noise from unscaled
 
 
 # ------------------------------------------------------ compilation, devices

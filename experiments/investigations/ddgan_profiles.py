@@ -1068,8 +1068,8 @@ STACKED_8X_STEPS = _stacked(
 # (its last step kept the digits of exact x_1, where the official grid's changed
 # them), at T = 8 on that grid (more steps where the digits are decided), with
 # a generator of twice the width (D unchanged), with three noise maps for
-# the generator, and with the energy score 0.3 with and without the maps
-# (section 34).
+# the generator (section 34), and with the energy score 0.3 with and without
+# the maps (section 35).
 STACKED_4800_G = _stacked(
     {'ddgan_4800': {'train.steps': 4800},
      'ddgan_4800_p1_5': {'train.steps': 4800, 'ddgan.time_power': 1.5},
