@@ -231,6 +231,27 @@ def test_the_coverage_profile_gives_ring8_and_stacked_digits_the_default_budgets
     assert stacked == default.overrides_for(family, 'digits')
 
 
+def test_the_stacked_long_profile_runs_the_recipe_section_35_measured():
+  """The runs of docs/ddgan_steps.md section 35 at 9,600 steps: the stacked default with
+  R1 0.02 every 15, the official grid and cosine decay; energy score and maps kept."""
+  long = profiles.get_profile('stacked_long')
+  assert (long.datasets, long.families, long.seeds) == (('stacked_digits',), ('ddgan',), (0, 1, 2))
+  config = harness.family_config('ddgan', 'stacked_digits', 0,
+                                 long.overrides_for('ddgan', 'stacked_digits'))
+  assert config.train.steps == 9600 and config.optim.cosine_decay
+  assert (config.ddgan.r1_gamma, config.ddgan.r1_every, config.ddgan.time_power) == (0.02, 15, 1.0)
+  assert (config.ddgan.energy_weight, config.model.image.noise_channels) == (0.3, 3)
+  # The same config as the investigation profile's entry that measured it.
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).parents[1] / 'experiments/investigations/ddgan_profiles.py'
+  spec = importlib.util.spec_from_file_location('ddgan_profiles_for_stacked_long', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  measured = module.STACKED_8X_STEPS.overrides_for('ddgan_9600_energy0_3_noise3', 'stacked_digits')
+  assert config == harness.family_config('ddgan', 'stacked_digits', 0, measured)
+
+
 def test_the_t_sweep_runs_each_grid25_t_as_it_was_measured():
   """Grid25's default is T = 4 on the p = 1.5 grid with the energy score; T = 8 ran
   the score on the official grid, T = 1 and 2 neither (docs/ddgan_steps.md, section 31)."""
