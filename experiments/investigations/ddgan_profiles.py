@@ -1054,7 +1054,7 @@ STACKED_NOISE = _stacked(
 # default's steps, 9,600: section 27 measured it at 4,800 (KL 0.13-0.17); does it
 # reach issue 11's 0.1? And today's default at 9,600 steps (run with --families
 # ddgan_fine_const_lr_9600 --seeds 0) (section 33). With the energy score and
-# three noise maps, seeds 0 and 1 (section 35).
+# three noise maps, seeds 0-2 (section 35).
 STACKED_8X_STEPS = _stacked(
     {'ddgan_9600': {'train.steps': 9600},
      'ddgan_fine_const_lr_9600': {**_STACKED_33, 'train.steps': 9600},
