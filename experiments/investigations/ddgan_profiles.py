@@ -1064,6 +1064,17 @@ STACKED_8X_STEPS = _stacked(
     'stacked digits DDGAN T = 4 at 9,600 steps: R1 0.02 every 15, official grid, cosine '
     'decay, without and with the energy score 0.3 and three noise maps; and the default')
 
+# Section 35's 9,600-step recipe (the main profile stacked_long: session 9's
+# recipe with the energy score 0.3 and three noise maps) trained 1.5x as long:
+# does longer training bring the seeds above issue 11's KL bound (1 and 3 at
+# 9,600) under it? (section 36)
+STACKED_14400 = _stacked(
+    {'ddgan_14400_energy0_3_noise3': {'train.steps': 14400, 'ddgan.energy_weight': 0.3,
+                                      'model.image.noise_channels': 3}},
+    (0, 1, 2, 3, 4),
+    'stacked digits DDGAN T = 4, R1 0.02 every 15, official grid, cosine decay, energy '
+    'score 0.3, three noise maps: 14,400 steps')
+
 # Session 9's stacked recipe (the pins) at 4,800 steps, on the time grid p = 1.5
 # (its last step kept the digits of exact x_1, where the official grid's changed
 # them), at T = 8 on that grid (more steps where the digits are decided), with
