@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from typing import Callable, Sequence
 
 from absl import app, flags
+
+from trilemma_jax import benchmark
 
 _TARGET = flags.DEFINE_float('target_gflops', 95.0,
                              'Matmul peak (GFLOP/s) the quota is calibrated to.')
@@ -145,15 +146,6 @@ def calibrate(group: Cgroup, target: float, tolerance: float, free_peak: float, 
       f'CPU controller enforcing quotas here, and is the machine otherwise idle?')
 
 
-def _cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
-                  platform.processor())
-  except OSError:
-    return platform.processor()
-
-
 def main(argv: Sequence[str]) -> None:
   command = list(argv[1:])
   if command and command[0] == '--':
@@ -181,7 +173,7 @@ def main(argv: Sequence[str]) -> None:
             'target_gflops': _TARGET.value, 'peak_without_quota': free_peak,
             'calibration': rounds, 'quota_us': quota, 'period_us': group.period_us,
             'peak_after': after, 'cpus': cpus, 'cgroup_v2': group.v2,
-            'cpu': _cpu_model(), 'date': time.strftime('%Y-%m-%d %H:%M:%S')}
+            'cpu': benchmark.cpu_model(), 'date': time.strftime('%Y-%m-%d %H:%M:%S')}
   if _OUT.value:
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
     with open(_OUT.value, 'w') as f:

@@ -61,8 +61,8 @@ def flops_of(compiled) -> float | None:
   return float(flops) if flops and flops > 0 else None
 
 
-def machine() -> dict[str, Any]:
-  """What the figures were measured on."""
+def cpu_model() -> str:
+  """The CPU's model name (Linux's /proc/cpuinfo, else what the platform module says)."""
   model = platform.processor()
   try:
     with open('/proc/cpuinfo') as f:
@@ -70,8 +70,13 @@ def machine() -> dict[str, Any]:
                     if line.startswith('model name')), model)
   except OSError:
     pass
+  return model
+
+
+def machine() -> dict[str, Any]:
+  """What the figures were measured on."""
   device = jax.devices()[0]
-  return {'cpu': model, 'cpu_count': os.cpu_count(), 'platform': device.platform,
+  return {'cpu': cpu_model(), 'cpu_count': os.cpu_count(), 'platform': device.platform,
           'device_kind': device.device_kind, 'device_count': jax.device_count(),
           'jax': jax.__version__}
 
