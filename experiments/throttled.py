@@ -10,23 +10,30 @@ the target, then times the command there:
       bash -c 'bash experiments/setup.sh && .venv/bin/python experiments/trilemma.py \\
       --workdir runs/trilemma_slow'
 
-A quota slows a job by letting it run only part of every scheduler period
-(``--period_us``), so it emulates a machine with the same caches and memory
-per FLOP, not a slower chip; the JSON written to ``--out`` keeps the peaks
-measured in the group before and after the command beside the wall time, and
-the unthrottled peak. Needs root and the cgroup CPU controller (v1
-``cpu.cfs_quota_us`` or v2 ``cpu.max``); nothing else on the machine should be
-running, since the quota bounds the job's share but not its neighbours'.
+The quota bounds the CPU time the group gets per scheduler period
+(``--period_us``), summed over the cores. Work that keeps every core busy (the
+matmul, XLA's multi-threaded kernels) is slowed by the full ratio of the peaks;
+single-threaded work (Python, most compiles) less, down to that ratio divided
+by the number of cores, since one thread may use the whole quota. So this
+emulates a machine with fewer cycles per second, not a slower chip. The JSON
+written to ``--out`` (also when the command fails or the script is stopped)
+keeps the unthrottled peak, the calibration, the peak in the group after the
+command, the wall time and the exit code. Needs root and the cgroup CPU
+controller (v1 ``cpu.cfs_quota_us`` or v2 ``cpu.max``); nothing else on the
+machine should run, since the quota bounds the job's share, not its
+neighbours'.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import app, flags
 
@@ -37,19 +44,27 @@ _TARGET = flags.DEFINE_float('target_gflops', 95.0,
 _TOLERANCE = flags.DEFINE_float('tolerance', 0.05,
                                 'Relative distance of the measured peak from the target '
                                 'that counts as calibrated.')
+_ROUNDS = flags.DEFINE_integer('max_rounds', 4, 'Calibration rounds before giving up.')
 _PERIOD = flags.DEFINE_integer('period_us', 10000, 'Scheduler period of the quota (microseconds).')
 _ROOT = flags.DEFINE_string('cgroup_root', '/sys/fs/cgroup',
                             'Where the cgroup file system is mounted.')
 _NAME = flags.DEFINE_string('cgroup_name', 'trilemma_throttled', 'Name of the control group.')
 _OUT = flags.DEFINE_string('out', '', 'JSON with the calibration and the timing.')
 
-_PEAK_CODE = ('from trilemma_jax import benchmark; '
-              'print(benchmark.matmul_peak(repeats=15))')
-MAX_ROUNDS = 4
+_PEAK_REPEATS = flags.DEFINE_integer('peak_repeats', 15,
+                                     'Timed matmuls per peak measurement (their median counts).')
+_PEAK_CODE = ('import sys; from trilemma_jax import benchmark; '
+              'print(benchmark.matmul_peak(repeats=int(sys.argv[1])))')
+# Joins the group, then becomes the command (same pid): no Python between fork and exec.
+_ENTER = 'echo $$ > "$0" && exec "$@"'
 
 
 class CgroupError(RuntimeError):
-  """The control group could not be made or does not throttle."""
+  """The control group could not be made, is in use, or does not throttle."""
+
+
+class _Stopped(Exception):
+  """SIGTERM arrived: stop the command, keep what was measured."""
 
 
 class Cgroup:
@@ -60,6 +75,10 @@ class Cgroup:
     v1_parent = os.path.join(root, 'cpu')
     if v2:
       parent = root
+      with open(os.path.join(root, 'cgroup.controllers')) as f:
+        if 'cpu' not in f.read().split():
+          raise CgroupError(f'the cgroup v2 hierarchy at {root!r} has no cpu controller '
+                            f'(see {root}/cgroup.controllers)')
     elif os.path.exists(os.path.join(v1_parent, 'cpu.cfs_quota_us')):
       parent = v1_parent
     else:
@@ -74,8 +93,12 @@ class Cgroup:
           f.write('+cpu')
       os.makedirs(self.path, exist_ok=True)
     except OSError as e:
-      raise CgroupError(f'cannot make the control group {self.path!r} ({e}); '
-                        'the script needs root and a writable cgroup file system') from e
+      hint = ('; in a container the cgroup root may hold processes, which keeps cgroup v2 '
+              'from delegating the cpu controller' if e.errno == errno.EBUSY else '')
+      raise CgroupError(f'cannot make the control group {self.path!r}: {e}{hint}') from e
+    if self.pids():
+      raise CgroupError(f'the control group {self.path!r} still holds processes '
+                        f'{self.pids()}: stop them or pass another --cgroup_name')
 
   def set_quota(self, quota_us: int) -> None:
     if self.v2:
@@ -88,19 +111,30 @@ class Cgroup:
     with open(os.path.join(self.path, name), 'w') as f:
       f.write(value)
 
-  def enter(self) -> None:
-    """Moves the calling process into the group (used between fork and exec)."""
-    self._write('cgroup.procs', str(os.getpid()))
+  def pids(self) -> list[int]:
+    """Live processes in the group."""
+    try:
+      with open(os.path.join(self.path, 'cgroup.procs')) as f:
+        pids = [int(p) for p in f.read().split()]
+    except OSError:
+      return []
+    return [p for p in pids if os.path.exists(f'/proc/{p}')]
+
+  def wrap(self, command: Sequence[str]) -> list[str]:
+    """``command`` started inside the group."""
+    return ['sh', '-c', _ENTER, os.path.join(self.path, 'cgroup.procs'), *command]
 
   def run(self, command: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(list(command), preexec_fn=self.enter, **kwargs)
+    return subprocess.run(self.wrap(command), **kwargs)
 
   def remove(self) -> None:
-    """Removes the group once its processes are gone (a leftover group holds no process)."""
+    """Removes the group; one that still holds processes is left, with a warning."""
     try:
       os.rmdir(self.path)
-    except OSError:
-      pass
+    except OSError as e:
+      if self.pids():
+        print(f'warning: the control group {self.path} still holds processes {self.pids()} '
+              f'({e})', file=sys.stderr)
 
 
 def quota_for(target: float, peak: float, cpus: int, period_us: int) -> int:
@@ -111,16 +145,21 @@ def quota_for(target: float, peak: float, cpus: int, period_us: int) -> int:
   return max(1000, int(round(share * cpus * period_us)))
 
 
-def measure_peak(run: Callable[..., subprocess.CompletedProcess]) -> float:
+def measure_peak(run: Callable[..., subprocess.CompletedProcess], repeats: int = 15) -> float:
   """Matmul peak in GFLOP/s measured by a fresh Python process started through ``run``."""
-  done = run([sys.executable, '-c', _PEAK_CODE], capture_output=True, text=True)
-  if done.returncode != 0:
-    raise CgroupError(f'the peak measurement failed (exit {done.returncode}):\n{done.stderr[-2000:]}')
-  return float(done.stdout.strip().splitlines()[-1])
+  done = run([sys.executable, '-c', _PEAK_CODE, str(repeats)], capture_output=True, text=True)
+  lines = done.stdout.strip().splitlines()
+  if done.returncode != 0 or not lines:
+    raise CgroupError(f'the peak measurement failed (exit {done.returncode}):\n'
+                      f'{done.stderr[-2000:]}')
+  peak = float(lines[-1])
+  if not peak > 0:
+    raise CgroupError(f'the peak measurement gave {peak} GFLOP/s')
+  return peak
 
 
 def calibrate(group: Cgroup, target: float, tolerance: float, free_peak: float, cpus: int,
-              peak: Callable[[], float]) -> tuple[int, list[dict]]:
+              peak: Callable[[], float], max_rounds: int = 4) -> tuple[int, list[dict]]:
   """Finds the quota whose in-group peak is within ``tolerance`` of ``target``.
 
   ``free_peak`` is the peak without a quota and ``peak()`` measures inside the
@@ -128,9 +167,12 @@ def calibrate(group: Cgroup, target: float, tolerance: float, free_peak: float, 
   target / free_peak of all cores and each further round rescales the quota by
   target / measured.
   """
+  if target > free_peak * (1 + tolerance):
+    raise CgroupError(f'the target {target:g} GFLOP/s is above this machine\'s unthrottled '
+                      f'matmul peak ({free_peak:.1f}): a quota can only slow it down')
   rounds = []
   quota = quota_for(target, free_peak, cpus, group.period_us)
-  for _ in range(MAX_ROUNDS):
+  for _ in range(max_rounds):
     group.set_quota(quota)
     measured = peak()
     rounds.append({'quota_us': quota, 'period_us': group.period_us, 'peak_gflops': measured})
@@ -146,39 +188,77 @@ def calibrate(group: Cgroup, target: float, tolerance: float, free_peak: float, 
       f'CPU controller enforcing quotas here, and is the machine otherwise idle?')
 
 
+def _run_command(group: Cgroup, command: Sequence[str]) -> int:
+  """Runs ``command`` in the group in a session of its own; stops the session if interrupted."""
+  proc = subprocess.Popen(group.wrap(command), start_new_session=True)
+  try:
+    return proc.wait()
+  except BaseException:
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+      try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=wait)
+        break
+      except (ProcessLookupError, subprocess.TimeoutExpired):
+        continue
+    raise
+
+
+def _exit_code(returncode: int) -> int:
+  return 128 - returncode if returncode < 0 else returncode  # killed by signal n: 128 + n
+
+
 def main(argv: Sequence[str]) -> None:
   command = list(argv[1:])
   if command and command[0] == '--':
     command = command[1:]
   if not command:
     raise app.UsageError('give the command to run after --, e.g. -- bash -c "..."')
-  cpus = os.cpu_count() or 1
-  group = Cgroup(_ROOT.value, _NAME.value, _PERIOD.value)
+
+  def stop(signum, frame):
+    raise _Stopped()
+  signal.signal(signal.SIGTERM, stop)
+
+  cpus = len(os.sched_getaffinity(0))
+  result: dict[str, Any] = {'command': command, 'target_gflops': _TARGET.value, 'cpus': cpus,
+                            'cpu': benchmark.cpu_model(),
+                            'start': time.strftime('%Y-%m-%d %H:%M:%S')}
+  code = 1
+  group = None
   try:
-    free_peak = measure_peak(subprocess.run)
+    group = Cgroup(_ROOT.value, _NAME.value, _PERIOD.value)
+    result.update(cgroup=group.path, cgroup_v2=group.v2, period_us=group.period_us)
+    result['peak_without_quota'] = free_peak = measure_peak(subprocess.run, _PEAK_REPEATS.value)
     print(f'matmul peak without a quota: {free_peak:.1f} GFLOP/s', flush=True)
-    quota, rounds = calibrate(group, _TARGET.value, _TOLERANCE.value, free_peak, cpus,
-                              lambda: measure_peak(group.run))
+    in_group = lambda: measure_peak(group.run, _PEAK_REPEATS.value)
+    quota, result['calibration'] = calibrate(group, _TARGET.value, _TOLERANCE.value, free_peak,
+                                             cpus, in_group, max_rounds=_ROUNDS.value)
+    result['quota_us'] = quota
     print(f'quota {quota} us per {group.period_us} us on {cpus} cores: matmul peak '
-          f'{rounds[-1]["peak_gflops"]:.1f} GFLOP/s', flush=True)
+          f'{result["calibration"][-1]["peak_gflops"]:.1f} GFLOP/s', flush=True)
     start = time.perf_counter()
-    done = group.run(command)
-    wall = time.perf_counter() - start
-    after = measure_peak(group.run)
-    print(f'command exit {done.returncode}, {wall:.0f} s wall; matmul peak in the group after: '
-          f'{after:.1f} GFLOP/s', flush=True)
+    try:
+      result['returncode'] = _run_command(group, command)
+    finally:
+      result['wall_seconds'] = time.perf_counter() - start
+    code = _exit_code(result['returncode'])
+    result['peak_after'] = in_group()
+    print(f'command exit {result["returncode"]}, {result["wall_seconds"]:.0f} s wall; matmul '
+          f'peak in the group after: {result["peak_after"]:.1f} GFLOP/s', flush=True)
+  except (CgroupError, _Stopped, KeyboardInterrupt) as e:
+    result['error'] = str(e) or type(e).__name__
+    print(f'throttled.py: {result["error"]}', file=sys.stderr)
+    code = code or 1  # the command's own failure, else the script's
   finally:
-    group.remove()
-  result = {'command': command, 'returncode': done.returncode, 'wall_seconds': wall,
-            'target_gflops': _TARGET.value, 'peak_without_quota': free_peak,
-            'calibration': rounds, 'quota_us': quota, 'period_us': group.period_us,
-            'peak_after': after, 'cpus': cpus, 'cgroup_v2': group.v2,
-            'cpu': benchmark.cpu_model(), 'date': time.strftime('%Y-%m-%d %H:%M:%S')}
-  if _OUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    with open(_OUT.value, 'w') as f:
-      json.dump(result, f, indent=2)
-  sys.exit(done.returncode)
+    if group is not None:
+      group.remove()
+    result['end'] = time.strftime('%Y-%m-%d %H:%M:%S')
+    if _OUT.value:
+      os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+      with open(_OUT.value + '.tmp', 'w') as f:
+        json.dump(result, f, indent=2)
+      os.replace(_OUT.value + '.tmp', _OUT.value)
+  sys.exit(code)
 
 
 if __name__ == '__main__':

@@ -112,8 +112,12 @@ def test_throttled_quota_and_the_group_files_of_both_cgroup_layouts(tmp_path):
   assert (v1 / 'cpu' / 'g' / 'cpu.cfs_quota_us').read_text() == '7000'
   done = group.run([sys.executable, '-c', 'import os; print(os.getpid())'],
                    capture_output=True, text=True)
-  # The child wrote its own pid into the group before running the command.
-  assert (v1 / 'cpu' / 'g' / 'cgroup.procs').read_text() == done.stdout.strip()
+  # The command's process wrote its own pid into the group before it started.
+  assert (v1 / 'cpu' / 'g' / 'cgroup.procs').read_text().strip() == done.stdout.strip()
+  throttled.Cgroup(str(v1), 'g', 20000)  # the command has exited: the group is free again
+  (v1 / 'cpu' / 'g' / 'cgroup.procs').write_text(f'{os.getpid()}\n')
+  with pytest.raises(throttled.CgroupError, match='still holds processes'):
+    throttled.Cgroup(str(v1), 'g', 20000)
 
   v2 = tmp_path / 'v2'
   v2.mkdir()
@@ -137,6 +141,35 @@ def test_throttled_calibration_converges_or_says_the_quota_is_not_enforced(tmp_p
   assert quota == 5588 and abs(rounds[-1]['peak_gflops'] - 95.0) < 0.05 * 95.0
   with pytest.raises(throttled.CgroupError, match='enforcing quotas'):
     throttled.calibrate(group, 95.0, 0.05, 400.0, 2, lambda: 400.0)
+  with pytest.raises(throttled.CgroupError, match='above this machine'):
+    throttled.calibrate(group, 500.0, 0.05, 400.0, 2, linear)
+
+
+def test_throttled_script_writes_its_json_and_passes_the_command_exit_code_on(tmp_path):
+  """The script end to end on a fake (non-throttling) group: success and a refused target."""
+  import json
+  import pathlib
+  import subprocess
+  script = pathlib.Path(__file__).parents[1] / 'experiments/throttled.py'
+  (tmp_path / 'cpu').mkdir()
+  (tmp_path / 'cpu' / 'cpu.cfs_quota_us').write_text('-1')
+  out = tmp_path / 'out.json'
+  base = [sys.executable, str(script), f'--cgroup_root={tmp_path}', '--out', str(out),
+          '--peak_repeats=2']
+  # Any peak counts as calibrated at this tolerance: one round, then the command.
+  done = subprocess.run(base + ['--target_gflops=1', '--tolerance=1e9', '--max_rounds=1', '--',
+                                'sh', '-c', 'exit 3'], capture_output=True, text=True)
+  assert done.returncode == 3, done.stderr[-2000:]
+  result = json.loads(out.read_text())
+  assert result['returncode'] == 3 and result['quota_us'] == 1000
+  assert len(result['calibration']) == 1 and result['peak_after'] > 0
+  assert result['wall_seconds'] > 0 and 'error' not in result
+  done = subprocess.run(base + ['--target_gflops=1e9', '--', 'true'], capture_output=True,
+                        text=True)
+  assert done.returncode == 1
+  assert 'above this machine' in done.stderr
+  result = json.loads(out.read_text())
+  assert 'above this machine' in result['error'] and 'returncode' not in result
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.access('/sys/fs/cgroup', os.W_OK),
@@ -154,7 +187,11 @@ def test_throttled_group_really_slows_a_process():
     start = time.perf_counter()
     group.run([sys.executable, '-c', busy], check=True)
     wall = time.perf_counter() - start
+    with open(os.path.join(group.path, 'cpu.stat')) as f:
+      stat = dict(line.split() for line in f)
   finally:
     group.remove()
-  # 0.4 s of CPU at a fifth of a core takes about 2 s (the interpreter's start-up too).
+  # 0.4 s of CPU at a fifth of a core takes about 2 s (the interpreter's start-up too),
+  # and the scheduler says it held the group back.
   assert wall > 1.2, wall
+  assert int(stat['nr_throttled']) > 0, stat
