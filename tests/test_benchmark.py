@@ -1,6 +1,5 @@
 """The benchmark's measurements: FLOP counts, a train-step case, a sampler case."""
 
-import functools
 import os
 import sys
 import time
@@ -10,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trilemma_jax import benchmark, families
+from trilemma_jax import benchmark, families, throttle
 
 
 def test_flops_of_a_matmul_are_two_n_cubed():
@@ -80,33 +79,20 @@ def test_windowed_steps_per_second_returns_the_stepped_state_and_a_rate():
     benchmark.windowed_steps_per_second(step, jnp.float32(0.0), batches, steps=5, window=3)
 
 
-@functools.lru_cache(maxsize=None)
-def _throttled():
-  """experiments/throttled.py, the emulated slower machine of issue 10 (loaded once: absl flags)."""
-  import importlib.util
-  import pathlib
-  path = pathlib.Path(__file__).parents[1] / 'experiments/throttled.py'
-  spec = importlib.util.spec_from_file_location('throttled_under_test', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_throttled_quota_and_the_group_files_of_both_cgroup_layouts(tmp_path):
-  throttled = _throttled()
   # 95 of 380 GFLOP/s on 2 cores: a quarter of 2 x 10 ms per 10 ms period.
-  assert throttled.quota_for(95.0, 380.0, 2, 10000) == 5000
-  assert throttled.quota_for(500.0, 380.0, 2, 10000) == 20000  # never above all cores
+  assert throttle.quota_for(95.0, 380.0, 2, 10000) == 5000
+  assert throttle.quota_for(500.0, 380.0, 2, 10000) == 20000  # never above all cores
   with pytest.raises(ValueError, match='positive'):
-    throttled.quota_for(95.0, 0.0, 2, 10000)
+    throttle.quota_for(95.0, 0.0, 2, 10000)
 
-  with pytest.raises(throttled.CgroupError, match='cpu.cfs_quota_us'):
-    throttled.Cgroup(str(tmp_path / 'none'), 'g', 10000)
+  with pytest.raises(throttle.CgroupError, match='cpu.cfs_quota_us'):
+    throttle.Cgroup(str(tmp_path / 'none'), 'g', 10000)
 
   v1 = tmp_path / 'v1'
   (v1 / 'cpu').mkdir(parents=True)
   (v1 / 'cpu' / 'cpu.cfs_quota_us').write_text('-1')
-  group = throttled.Cgroup(str(v1), 'g', 20000)
+  group = throttle.Cgroup(str(v1), 'g', 20000)
   group.set_quota(7000)
   assert (v1 / 'cpu' / 'g' / 'cpu.cfs_period_us').read_text() == '20000'
   assert (v1 / 'cpu' / 'g' / 'cpu.cfs_quota_us').read_text() == '7000'
@@ -114,35 +100,34 @@ def test_throttled_quota_and_the_group_files_of_both_cgroup_layouts(tmp_path):
                    capture_output=True, text=True)
   # The command's process wrote its own pid into the group before it started.
   assert (v1 / 'cpu' / 'g' / 'cgroup.procs').read_text().strip() == done.stdout.strip()
-  throttled.Cgroup(str(v1), 'g', 20000)  # the command has exited: the group is free again
+  throttle.Cgroup(str(v1), 'g', 20000)  # the command has exited: the group is free again
   (v1 / 'cpu' / 'g' / 'cgroup.procs').write_text(f'{os.getpid()}\n')
-  with pytest.raises(throttled.CgroupError, match='still holds processes'):
-    throttled.Cgroup(str(v1), 'g', 20000)
+  with pytest.raises(throttle.CgroupError, match='still holds processes'):
+    throttle.Cgroup(str(v1), 'g', 20000)
 
   v2 = tmp_path / 'v2'
   v2.mkdir()
   (v2 / 'cgroup.controllers').write_text('cpu memory')
-  group = throttled.Cgroup(str(v2), 'g', 10000)
+  group = throttle.Cgroup(str(v2), 'g', 10000)
   group.set_quota(4000)
   assert (v2 / 'cgroup.subtree_control').read_text() == '+cpu'
   assert (v2 / 'g' / 'cpu.max').read_text() == '4000 10000'
 
 
 def test_throttled_calibration_converges_or_says_the_quota_is_not_enforced(tmp_path):
-  throttled = _throttled()
   (tmp_path / 'cpu').mkdir()
   (tmp_path / 'cpu' / 'cpu.cfs_quota_us').write_text('-1')
-  group = throttled.Cgroup(str(tmp_path), 'g', 10000)
+  group = throttle.Cgroup(str(tmp_path), 'g', 10000)
   quota_file = tmp_path / 'cpu' / 'g' / 'cpu.cfs_quota_us'
   # A machine whose peak is 85% of linear in its share of the two cores.
   linear = lambda: 0.85 * 400.0 * int(quota_file.read_text()) / 20000
-  quota, rounds = throttled.calibrate(group, 95.0, 0.05, 400.0, 2, linear)
+  quota, rounds = throttle.calibrate(group, 95.0, 0.05, 400.0, 2, linear)
   assert [r['quota_us'] for r in rounds] == [4750, 5588]
   assert quota == 5588 and abs(rounds[-1]['peak_gflops'] - 95.0) < 0.05 * 95.0
-  with pytest.raises(throttled.CgroupError, match='enforcing quotas'):
-    throttled.calibrate(group, 95.0, 0.05, 400.0, 2, lambda: 400.0)
-  with pytest.raises(throttled.CgroupError, match='above this machine'):
-    throttled.calibrate(group, 500.0, 0.05, 400.0, 2, linear)
+  with pytest.raises(throttle.CgroupError, match='enforcing quotas'):
+    throttle.calibrate(group, 95.0, 0.05, 400.0, 2, lambda: 400.0)
+  with pytest.raises(throttle.CgroupError, match='above this machine'):
+    throttle.calibrate(group, 500.0, 0.05, 400.0, 2, linear)
 
 
 def test_throttled_script_writes_its_json_and_passes_the_command_exit_code_on(tmp_path):
@@ -175,10 +160,9 @@ def test_throttled_script_writes_its_json_and_passes_the_command_exit_code_on(tm
 @pytest.mark.skipif(os.geteuid() != 0 or not os.access('/sys/fs/cgroup', os.W_OK),
                     reason='needs root and a writable cgroup file system')
 def test_throttled_group_really_slows_a_process():
-  throttled = _throttled()
   try:
-    group = throttled.Cgroup('/sys/fs/cgroup', f'trilemma_test_{os.getpid()}', 10000)
-  except throttled.CgroupError as e:
+    group = throttle.Cgroup('/sys/fs/cgroup', f'trilemma_test_{os.getpid()}', 10000)
+  except throttle.CgroupError as e:
     pytest.skip(str(e))
   busy = ('import time\nstart = time.process_time()\n'
           'while time.process_time() - start < 0.4: pass\n')
