@@ -1067,7 +1067,7 @@ STACKED_8X_STEPS = _stacked(
 # Section 35's 9,600-step recipe (the main profile stacked_long: session 9's
 # recipe with the energy score 0.3 and three noise maps) trained 1.5x as long:
 # does longer training bring the seeds above issue 11's KL bound (1, 3 and 4 at
-# 9,600) under it? Seeds 4 and 1 ran (section 36).
+# 9,600) under it? Seeds 4, 1 and 3 ran (section 36).
 STACKED_14400 = _stacked(
     {'ddgan_14400_energy0_3_noise3': {'train.steps': 14400, 'ddgan.energy_weight': 0.3,
                                       'model.image.noise_channels': 3}},
