@@ -160,9 +160,11 @@ def run_command(group: Cgroup, command: Sequence[str]) -> int:
       try:
         os.killpg(proc.pid, sig)
         proc.wait(timeout=wait)
-        break
-      except (ProcessLookupError, subprocess.TimeoutExpired):
-        continue
+      except ProcessLookupError:  # the session has already ended
+        pass
+      except subprocess.TimeoutExpired:
+        continue  # still running: the next, harder signal
+      break
     raise
 
 
