@@ -148,12 +148,36 @@ def test_main_job_refuses_a_run_of_another_setting(tmp_path):
   harness.check_same_setting(config, str(tmp_path))  # no run there yet
   (tmp_path / 'config.json').write_text(config.to_json_best_effort(indent=2))
   more_steps = harness.family_config('ddpm', 'digits', 0, {'train.steps': 300})
-  harness.check_same_setting(more_steps, str(tmp_path))  # continuing is fine
-  evaluated_longer = harness.family_config('ddpm', 'digits', 0, {'eval.num_examples': 10})
+  # Its cosine decay is laid over train.steps: a longer run is another run.
+  with pytest.raises(ValueError, match=r'train.steps=100, asked to run to 300.*optim.decay'):
+    harness.check_same_setting(more_steps, str(tmp_path))
+  evaluated_longer = harness.family_config('ddpm', 'digits', 0,
+                                          {'train.steps': 100, 'eval.num_examples': 10})
   harness.check_same_setting(evaluated_longer, str(tmp_path))  # the same resume rule as train
   other_t = harness.family_config('ddpm', 'digits', 0, {'ddpm.timesteps': 200})
   with pytest.raises(ValueError, match=r'ddpm.timesteps: 1000 -> 200.*new workdir'):
     harness.check_same_setting(other_t, str(tmp_path))
+
+
+def test_a_run_extends_its_steps_only_where_no_schedule_is_laid_over_them(tmp_path):
+  constant = {'optim.decay': 'constant'}
+  config = harness.family_config('ddpm', 'digits', 0, {**constant, 'train.steps': 100})
+  (tmp_path / 'config.json').write_text(config.to_json_best_effort(indent=2))
+  harness.check_same_setting(
+      harness.family_config('ddpm', 'digits', 0, {**constant, 'train.steps': 300}), str(tmp_path))
+  # stacked_long at 9,600 steps, asked for 14,400: the cosine decay of both optimisers.
+  long = profiles.get_profile('stacked_long').overrides_for('ddgan', 'stacked_digits')
+  saved = harness.family_config('ddgan', 'stacked_digits', 0, {**long, 'train.steps': 9600})
+  (tmp_path / 'config.json').write_text(saved.to_json_best_effort(indent=2))
+  longer = harness.family_config('ddgan', 'stacked_digits', 0, long)
+  with pytest.raises(ValueError, match=r'train.steps=9600, asked to run to 14400; but '
+                     r'optim.cosine_decay lay.*resume with train.steps=9600'):
+    harness.check_same_setting(longer, str(tmp_path))
+  # Grid25's R1 path is laid over the steps too; the stacked default has neither.
+  assert families.step_schedules(harness.family_config('ddgan', 'grid25', 0, {})) == (
+      'ddgan.r1_gamma_start',)
+  assert families.step_schedules(harness.family_config('ddgan', 'stacked_digits', 0, {})) == ()
+  assert families.step_schedules(harness.family_config('vae', 'digits', 0, {})) == ()
 
 
 def test_an_evaluation_is_reused_only_for_the_same_settings():
@@ -231,25 +255,31 @@ def test_the_coverage_profile_gives_ring8_and_stacked_digits_the_default_budgets
     assert stacked == default.overrides_for(family, 'digits')
 
 
-def test_the_stacked_long_profile_runs_the_recipe_section_35_measured():
-  """The runs of docs/ddgan_steps.md section 35 at 9,600 steps: the stacked default with
-  R1 0.02 every 15, the official grid and cosine decay; energy score and maps kept."""
+def test_the_stacked_long_profile_runs_the_recipe_sections_36_37_measured():
+  """The runs of docs/ddgan_steps.md sections 36-37 at 14,400 steps: the stacked default
+  with R1 0.02 every 15, the official grid and cosine decay; energy score and maps kept."""
   long = profiles.get_profile('stacked_long')
   assert (long.datasets, long.families, long.seeds) == (('stacked_digits',), ('ddgan',), (0, 1, 2))
   config = harness.family_config('ddgan', 'stacked_digits', 0,
                                  long.overrides_for('ddgan', 'stacked_digits'))
-  assert config.train.steps == 9600 and config.optim.cosine_decay
+  assert config.train.steps == 14400 and config.optim.cosine_decay
   assert (config.ddgan.r1_gamma, config.ddgan.r1_every, config.ddgan.time_power) == (0.02, 15, 1.0)
   assert (config.ddgan.energy_weight, config.model.image.noise_channels) == (0.3, 3)
-  # The same config as the investigation profile's entry that measured it.
+  # The same config as the investigation profile's entry that measured it, and at
+  # 9,600 steps the same as section 35's.
   import importlib.util
   import pathlib
   path = pathlib.Path(__file__).parents[1] / 'experiments/investigations/ddgan_profiles.py'
   spec = importlib.util.spec_from_file_location('ddgan_profiles_for_stacked_long', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  measured = module.STACKED_8X_STEPS.overrides_for('ddgan_9600_energy0_3_noise3', 'stacked_digits')
+  measured = module.STACKED_14400.overrides_for('ddgan_14400_energy0_3_noise3', 'stacked_digits')
   assert config == harness.family_config('ddgan', 'stacked_digits', 0, measured)
+  shorter = module.STACKED_8X_STEPS.overrides_for('ddgan_9600_energy0_3_noise3', 'stacked_digits')
+  assert harness.family_config('ddgan', 'stacked_digits', 0,
+                               {**long.overrides_for('ddgan', 'stacked_digits'),
+                                'train.steps': 9600}) == \
+      harness.family_config('ddgan', 'stacked_digits', 0, shorter)
 
 
 def test_the_t_sweep_runs_each_grid25_t_as_it_was_measured():

@@ -217,11 +217,20 @@ def describe_changes(changes: Sequence[tuple[str, Any, Any]], most: int = 5) -> 
 
 
 def check_resumable(saved: Mapping[str, Any], config: ml_collections.ConfigDict,
-                    workdir: str) -> None:
+                    workdir: str, step_schedules: Sequence[str] = ()) -> None:
   """Refuses to continue the run in ``workdir`` (saved config ``saved``) with other settings.
 
   The one rule for every entry point: only the sections of :data:`RESUMABLE`
-  may differ.
+  may differ, and ``train.steps`` only where no schedule is laid over it.
+
+  Args:
+    saved: the run's saved config (a nested dict).
+    config: the config to continue it with.
+    workdir: the run's directory (for the message).
+    step_schedules: the keys of ``config`` that lay a schedule over
+      ``train.steps`` (:func:`trilemma_jax.families.step_schedules`). With any,
+      another ``train.steps`` is refused: a cosine decay over 9,600 steps
+      resumed as one over 14,400 would be neither run.
   """
   changes = changed_keys(saved, config, may_change=RESUMABLE)
   if changes:
@@ -229,3 +238,10 @@ def check_resumable(saved: Mapping[str, Any], config: ml_collections.ConfigDict,
         f'{workdir} holds a run of other settings ({describe_changes(changes)}). A resumed '
         f'run may change only {", ".join(RESUMABLE)}. Use a new workdir, or delete that run '
         f'to retrain it, or resume with the settings in {os.path.join(workdir, "config.json")}.')
+  old_steps = (saved.get('train') or {}).get('steps')
+  if step_schedules and old_steps is not None and old_steps != config.train.steps:
+    raise ValueError(
+        f'{workdir} holds a run of train.steps={old_steps}, asked to run to '
+        f'{config.train.steps}; but {", ".join(step_schedules)} lay a schedule over '
+        f'train.steps, which would change under the steps already trained. Use a new '
+        f'workdir, or delete that run to retrain it, or resume with train.steps={old_steps}.')

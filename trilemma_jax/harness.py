@@ -57,7 +57,8 @@ def check_same_setting(config: ml_collections.ConfigDict, workdir: str) -> None:
   path = os.path.join(workdir, 'config.json')
   if os.path.exists(path):
     with open(path) as f:
-      config_lib.check_resumable(json.load(f), config, workdir)
+      config_lib.check_resumable(json.load(f), config, workdir,
+                                 step_schedules=families.step_schedules(config))
 
 
 def eval_settings(config: ml_collections.ConfigDict, profile: Profile) -> dict[str, Any]:

@@ -211,7 +211,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   else:
     saved = mngr.restore(start, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     try:
-      config_lib.check_resumable(saved.config, config, workdir)
+      config_lib.check_resumable(saved.config, config, workdir,
+                                 step_schedules=families.step_schedules(config))
     except ValueError:
       mngr.close()
       raise

@@ -1064,10 +1064,11 @@ STACKED_8X_STEPS = _stacked(
     'stacked digits DDGAN T = 4 at 9,600 steps: R1 0.02 every 15, official grid, cosine '
     'decay, without and with the energy score 0.3 and three noise maps; and the default')
 
-# Section 35's 9,600-step recipe (the main profile stacked_long: session 9's
+# Section 35's 9,600-step recipe (the main profile stacked_long until session 29: session 9's
 # recipe with the energy score 0.3 and three noise maps) trained 1.5x as long:
 # does longer training bring the seeds above issue 11's KL bound (1, 3 and 4 at
-# 9,600) under it? Seeds 4, 1 and 3 ran (section 36).
+# 9,600) under it? Seeds 4, 1 and 3 ran in section 36, 0 and 2 in section 37;
+# since then the main profile stacked_long trains this config.
 STACKED_14400 = _stacked(
     {'ddgan_14400_energy0_3_noise3': {'train.steps': 14400, 'ddgan.energy_weight': 0.3,
                                       'model.image.noise_channels': 3}},

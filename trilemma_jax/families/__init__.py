@@ -39,6 +39,11 @@ class FamilyDef:
       raises ``ValueError`` naming the key. The shared keys are checked before.
     build: ``(validated config, info) -> Family``.
     marker: matplotlib marker of the family in the trilemma figure.
+    step_schedules: ``config -> keys``: the config keys that, in this config,
+      lay a schedule over ``train.steps`` (a cosine learning-rate decay, say).
+      A run with any cannot be resumed with another ``train.steps``: the
+      schedule would change under the trained steps (see
+      :func:`trilemma_jax.config.check_resumable`). Default: none.
   """
 
   name: str
@@ -46,6 +51,7 @@ class FamilyDef:
   validate: Callable[[ml_collections.ConfigDict, DatasetInfo], None]
   build: Callable[[ml_collections.ConfigDict, DatasetInfo], Family]
   marker: str = 'o'
+  step_schedules: Callable[[ml_collections.ConfigDict], tuple[str, ...]] = lambda config: ()
 
 
 def module_name(name: str) -> str:
@@ -74,6 +80,11 @@ def get(name: str) -> FamilyDef:
     raise ValueError(f'{path} registers its family as {family.name!r}, not {name!r}; a '
                      'family outside the package is named by its import path.')
   return family
+
+
+def step_schedules(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The keys of ``config`` that lay a schedule over ``train.steps`` (see :class:`FamilyDef`)."""
+  return tuple(get(config.family).step_schedules(config))
 
 
 def get_config(name: str, dataset: str, overrides: Mapping[str, Any] | None = None

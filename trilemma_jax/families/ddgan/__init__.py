@@ -4,4 +4,5 @@ from trilemma_jax.families import FamilyDef
 from trilemma_jax.families.ddgan import config, family
 
 FAMILY = FamilyDef(name='ddgan', get_config=config.get_config, validate=config.validate,
-                   build=family.build_family, marker='*')
+                   build=family.build_family, marker='*',
+                   step_schedules=config.step_schedules)

@@ -103,6 +103,12 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   return c
 
 
+def step_schedules(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The keys that lay a schedule over ``train.steps`` here: the cosine decay of the
+  learning rate (``optim.decay``)."""
+  return ('optim.decay',) if config.optim.get('decay') == 'cosine' else ()
+
+
 def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
   """Checks ``model``, ``optim``, ``ddpm`` and ``eval`` (the shared keys are checked before)."""
   positive_ints = validation.tuple_of(validation.positive_int)
