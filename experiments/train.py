@@ -7,7 +7,8 @@ Any family's config file works, also one outside the library (its package must
 be importable; see README 'Adding a family').
 
 Running it again with the same --workdir resumes from the latest checkpoint; with
-more steps configured it continues. SIGTERM saves a checkpoint and exits cleanly.
+more steps configured it continues, unless a schedule is laid over the steps (a
+cosine decay: then it is refused). SIGTERM saves a checkpoint and exits cleanly.
 On a pod, run the same command with --distributed on every host: each process
 loads its slice of the global batch, all of them compute, and process 0 writes
 the logs, samples and reports. Outside a detected cluster (TPU VMs, SLURM, ...)

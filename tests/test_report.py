@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from trilemma_jax import config as config_lib
 from trilemma_jax import data, evaluation, families, harness, plotting, profiles, report
 from trilemma_jax.evaluation import likelihood, speed
 
@@ -171,8 +172,14 @@ def test_a_run_extends_its_steps_only_where_no_schedule_is_laid_over_them(tmp_pa
   (tmp_path / 'config.json').write_text(saved.to_json_best_effort(indent=2))
   longer = harness.family_config('ddgan', 'stacked_digits', 0, long)
   with pytest.raises(ValueError, match=r'train.steps=9600, asked to run to 14400; but '
-                     r'optim.cosine_decay lay.*resume with train.steps=9600'):
+                     r'its config lays a schedule over train.steps \(optim.cosine_decay=True\)'
+                     r'.*resume with train.steps=9600'):
     harness.check_same_setting(longer, str(tmp_path))
+  # A saved config without train.steps (not one of ours) is not compared.
+  without_steps = json.loads(saved.to_json_best_effort())
+  del without_steps['train']['steps']
+  config_lib.check_resumable(without_steps, longer, str(tmp_path),
+                             step_schedules=families.step_schedules(longer))
   # Grid25's R1 path is laid over the steps too; the stacked default has neither.
   assert families.step_schedules(harness.family_config('ddgan', 'grid25', 0, {})) == (
       'ddgan.r1_gamma_start',)

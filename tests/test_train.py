@@ -122,6 +122,25 @@ def test_resume_with_more_steps_is_bit_exact_and_outputs_are_written(tmp_path):
   assert any(f.startswith('events') for f in os.listdir(workdir / 'tensorboard'))
 
 
+def test_a_run_with_a_schedule_over_its_steps_resumes_only_with_those_steps(tmp_path):
+  # The DDPM's cosine decay is laid over train.steps: continuing 2 steps as 3 is
+  # refused before anything is restored, and the run stays as it was.
+  c = families.get_config('ddpm', 'ring8', {
+      'model.points.hidden': (16,), 'model.points.time_dim': 8, 'ddpm.timesteps': 10,
+      'ddpm.ddim_steps': (2,), 'ddpm.vb_terms': 0, 'optim.warmup_steps': 0,
+      'data.batch_size': 16, 'train.steps': 2, 'train.log_every': 2,
+      'train.checkpoint_every': 2, 'train.progress': False, 'train.num_samples': 4,
+      'eval.num_examples': 16})
+  assert c.optim.decay == 'cosine'
+  train.train_and_evaluate(c, str(tmp_path))
+  saved = json.load(open(tmp_path / 'config.json'))
+  c.train.steps = 3
+  with pytest.raises(ValueError, match=r"train.steps=2, asked to run to 3.*optim.decay='cosine'"):
+    train.train_and_evaluate(c, str(tmp_path))
+  assert json.load(open(tmp_path / 'config.json')) == saved
+  assert checkpoints.checkpoint_manager(str(tmp_path)).latest_step() == 2
+
+
 def test_several_steps_per_call_give_the_same_run_and_keep_step_granularity(tmp_path):
   # K steps in one lax.scan: the same bits as K single steps (MLP nets), every
   # logged and checkpointed step still ends a call, and a resume mid-way is exact.

@@ -22,7 +22,8 @@ from flax import traverse_util
 from trilemma_jax import validation
 from trilemma_jax.data.info import KINDS, DatasetInfo
 
-# What a resumed run may change: how long it trains, how it logs and checkpoints,
+# What a resumed run may change: how long it trains (unless a schedule is laid over
+# train.steps: check_resumable), how it logs and checkpoints,
 # its evaluation, and where its data live. Anything else (family, dataset, seed,
 # model, optimiser, batch size, family keys) belongs to another run.
 RESUMABLE = ('train', 'eval', 'data.data_dir')
@@ -240,8 +241,10 @@ def check_resumable(saved: Mapping[str, Any], config: ml_collections.ConfigDict,
         f'to retrain it, or resume with the settings in {os.path.join(workdir, "config.json")}.')
   old_steps = (saved.get('train') or {}).get('steps')
   if step_schedules and old_steps is not None and old_steps != config.train.steps:
+    keys = ', '.join(f'{k}={setting(config, k)!r}' for k in step_schedules)
     raise ValueError(
         f'{workdir} holds a run of train.steps={old_steps}, asked to run to '
-        f'{config.train.steps}; but {", ".join(step_schedules)} lay a schedule over '
-        f'train.steps, which would change under the steps already trained. Use a new '
-        f'workdir, or delete that run to retrain it, or resume with train.steps={old_steps}.')
+        f'{config.train.steps}; but its config lays a schedule over train.steps ({keys}), '
+        f'which would change under the steps already trained. Use a new workdir, or delete '
+        f'that run to retrain it, or resume with train.steps={old_steps} (in a profile: the '
+        f'budget that trained it).')

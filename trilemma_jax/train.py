@@ -167,10 +167,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        devices: list[jax.Device] | None = None) -> TrainState:
   """Trains ``config.family`` on ``config.data.name`` in ``workdir``, resuming if possible.
 
-  A run that continues with more steps rebuilds learning-rate schedules that
-  decay over ``train.steps`` (DDPM's cosine decay, DDGAN's), and the DDGAN's R1
-  gamma path (``ddgan.r1_gamma_start``), for the new total,
-  so it is not the same as one trained that long without a break.
+  A run may continue with more steps unless its config lays a schedule over
+  ``train.steps`` (DDPM's cosine decay, DDGAN's, the DDGAN's R1 gamma path
+  ``ddgan.r1_gamma_start``: ``FamilyDef.step_schedules``); such a run resumes
+  only with its own steps (``config.check_resumable``).
 
   Args:
     config: an experiment config (``families.get_config`` or a config file).

@@ -51,7 +51,8 @@ class FamilyDef:
   validate: Callable[[ml_collections.ConfigDict, DatasetInfo], None]
   build: Callable[[ml_collections.ConfigDict, DatasetInfo], Family]
   marker: str = 'o'
-  step_schedules: Callable[[ml_collections.ConfigDict], tuple[str, ...]] = lambda config: ()
+  step_schedules: Callable[[ml_collections.ConfigDict], tuple[str, ...]] = (
+      lambda config: ())  # none: a run may resume with any train.steps
 
 
 def module_name(name: str) -> str:
@@ -84,7 +85,8 @@ def get(name: str) -> FamilyDef:
 
 def step_schedules(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The keys of ``config`` that lay a schedule over ``train.steps`` (see :class:`FamilyDef`)."""
-  return tuple(get(config.family).step_schedules(config))
+  keys = get(config.family).step_schedules(config)
+  return (keys,) if isinstance(keys, str) else tuple(keys)
 
 
 def get_config(name: str, dataset: str, overrides: Mapping[str, Any] | None = None
