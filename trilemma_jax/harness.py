@@ -29,7 +29,6 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from trilemma_jax import config as config_lib
 from trilemma_jax import data as data_lib
 from trilemma_jax import evaluation, families, parallel, report, train
 from trilemma_jax.profiles import Profile
@@ -57,8 +56,7 @@ def check_same_setting(config: ml_collections.ConfigDict, workdir: str) -> None:
   path = os.path.join(workdir, 'config.json')
   if os.path.exists(path):
     with open(path) as f:
-      config_lib.check_resumable(json.load(f), config, workdir,
-                                 step_schedules=families.step_schedules(config))
+      families.check_resumable(json.load(f), config, workdir)
 
 
 def eval_settings(config: ml_collections.ConfigDict, profile: Profile) -> dict[str, Any]:

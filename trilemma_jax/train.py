@@ -28,7 +28,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from trilemma_jax import checkpoints, families, parallel, perf, plotting, sampling
-from trilemma_jax import config as config_lib
 from trilemma_jax import data as data_lib
 from trilemma_jax.evaluation.likelihood import evaluate_likelihood
 from trilemma_jax.evaluation.speed import SPEED_BATCH
@@ -170,7 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   A run may continue with more steps unless its config lays a schedule over
   ``train.steps`` (DDPM's cosine decay, DDGAN's, the DDGAN's R1 gamma path
   ``ddgan.r1_gamma_start``: ``FamilyDef.step_schedules``); such a run resumes
-  only with its own steps (``config.check_resumable``).
+  only with its own steps (``families.check_resumable``).
 
   Args:
     config: an experiment config (``families.get_config`` or a config file).
@@ -211,8 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   else:
     saved = mngr.restore(start, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     try:
-      config_lib.check_resumable(saved.config, config, workdir,
-                                 step_schedules=families.step_schedules(config))
+      families.check_resumable(saved.config, config, workdir)
     except ValueError:
       mngr.close()
       raise

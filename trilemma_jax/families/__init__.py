@@ -89,6 +89,13 @@ def step_schedules(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return (keys,) if isinstance(keys, str) else tuple(keys)
 
 
+def check_resumable(saved: Mapping[str, Any], config: ml_collections.ConfigDict,
+                    workdir: str) -> None:
+  """:func:`trilemma_jax.config.check_resumable` with the family's step schedules: the
+  resume rule every entry point applies."""
+  config_lib.check_resumable(saved, config, workdir, step_schedules=step_schedules(config))
+
+
 def get_config(name: str, dataset: str, overrides: Mapping[str, Any] | None = None
                ) -> ml_collections.ConfigDict:
   """Family ``name``'s config for ``dataset`` with ``{'train.steps': ..., ...}`` applied.
