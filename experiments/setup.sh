@@ -39,7 +39,20 @@ minor=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}
 
 if [ ! -x .venv/bin/python ] || [ "$(.venv/bin/python -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')" != "$minor" ]; then
   rm -rf .venv
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv; then
+    # Debian's Pythons ship venv's ensurepip in a package of its own.
+    rm -rf .venv
+    ver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq && apt-get install -y -qq "python${ver}-venv" >/dev/null
+      "$PY" -m venv .venv
+    else
+      echo "error: $PY could not create a venv; on Debian install python${ver}-venv" \
+           "(sudo apt-get install python${ver}-venv) and run this script again." >&2
+      exit 1
+    fi
+  fi
 fi
 
 constraints="requirements/constraints-py${minor}.txt"

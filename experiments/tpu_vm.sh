@@ -2,7 +2,7 @@
 # Runs experiments/train.py as one job on every worker of a Cloud TPU VM (a pod slice).
 #
 #   experiments/tpu_vm.sh setup NAME ZONE
-#   experiments/tpu_vm.sh train NAME ZONE --config trilemma_jax/families/ddgan/config.py:cifar10 \
+#   experiments/tpu_vm.sh train NAME ZONE --config trilemma_jax/families/ddgan/config.py:tfds:cifar10 \
 #       --workdir /mnt/shared/ddgan_cifar10 [--config.train.steps=...]
 #
 # `setup` clones this repository's commit (TRILEMMA_REPO, default the `url` of

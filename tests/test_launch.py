@@ -27,7 +27,7 @@ def _worker_command(printed: str) -> list[str]:
 
 def test_train_runs_the_same_distributed_command_on_every_worker():
   out = _dry_run('train', 'my-tpu', 'us-central2-b', '--config',
-                 'trilemma_jax/families/ddgan/config.py:cifar10', '--workdir', '/mnt/shared/run 1',
+                 'trilemma_jax/families/ddgan/config.py:tfds:cifar10', '--workdir', '/mnt/shared/run 1',
                  '--config.train.steps=10', TPU_PROJECT='my-project')
   assert out.returncode == 0, out.stderr
   words = shlex.split(out.stdout)
@@ -37,7 +37,7 @@ def test_train_runs_the_same_distributed_command_on_every_worker():
   start = command.index('.venv/bin/python')
   assert command[start:] == [
       '.venv/bin/python', 'experiments/train.py', '--distributed', '--config',
-      'trilemma_jax/families/ddgan/config.py:cifar10', '--workdir', '/mnt/shared/run 1',
+      'trilemma_jax/families/ddgan/config.py:tfds:cifar10', '--workdir', '/mnt/shared/run 1',
       '--config.train.steps=10']
 
 
