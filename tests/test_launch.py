@@ -64,3 +64,21 @@ def test_setup_refuses_an_unknown_accelerator_before_touching_anything():
                        env={**os.environ, 'TRILEMMA_ACCELERATOR': 'rocm'})
   assert out.returncode == 2
   assert "must be tpu, cuda12, cuda13 or unset, got 'rocm'" in out.stderr
+
+
+def test_every_config_spec_the_docs_give_loads():
+  """Each ``families/<f>/config.py:<dataset>`` written in the README, docs/ and the
+  scripts names a dataset the config knows (a TPU command once named ``cifar10``)."""
+  import glob
+  import re
+
+  from trilemma_jax import config as config_lib
+
+  files = [os.path.join(ROOT, 'README.md'), *glob.glob(os.path.join(ROOT, 'docs', '*.md')),
+           *glob.glob(os.path.join(ROOT, 'experiments', '*.sh'))]
+  pattern = re.compile(r'trilemma_jax/families/\w+/config\.py:[\w:]+')
+  specs = sorted({m.group(0) for f in files for m in pattern.finditer(open(f).read())})
+  assert any(s.endswith(':tfds:cifar10') for s in specs)
+  for spec in specs:
+    config = config_lib.load_config_file(os.path.join(ROOT, spec))
+    assert config.data.name == spec.split(':', 1)[1], spec
