@@ -386,6 +386,44 @@ def test_noise_maps_widen_z_reach_the_unet_and_old_runs_read_as_without():
     families.build(c, stacked)
 
 
+def test_latent_from_step_leaves_the_mapped_latent_out_of_the_late_steps():
+  """model.image.latent_from_step = k: below step k only the noise maps vary x0_hat."""
+  c = get_config('stacked_digits')
+  assert c.model.image.latent_from_step == 1
+  saved = json.loads(c.to_json_best_effort())
+  del saved['model']['image']['latent_from_step']
+  assert config_lib.changed_keys(saved, c) == []  # runs saved before the key read as 1
+  stacked = data.load_info('stacked_digits')
+  x_t, t = jnp.zeros((2, 8, 8, 3)), jnp.array([1, 2])
+  z = jax.random.normal(jax.random.PRNGKey(2), (2, ddgan.latent_size(c, stacked)))
+  other = z.at[:, :c.model.latent_dim].set(
+      jax.random.normal(jax.random.PRNGKey(3), (2, c.model.latent_dim)))  # same maps
+
+  def moved(k):
+    c.model.image.latent_from_step = k
+    parts = ddgan.build_parts(c, stacked)
+    params = parts.generator.init(jax.random.PRNGKey(0), x_t, z, t)
+    out, out_other = (parts.generator.apply(params, x_t, zz, t) for zz in (z, other))
+    return np.asarray(jnp.abs(out - out_other).reshape(2, -1).max(axis=1))
+
+  assert (moved(1) > 0).all()
+  at_1, at_2 = moved(2)  # step 1 without the latent, step 2 with it
+  assert at_1 == 0 and at_2 > 0
+  c.model.image.latent_from_step = 2
+  c.train.steps, c.data.batch_size = 2, 8
+  fam = families.build(c, stacked)
+  state = fam.init(jax.random.PRNGKey(0), make_batch(stacked, b=8))
+  state, metrics = jax.jit(fam.train_step)(state, make_batch(stacked, b=8))
+  assert np.isfinite(float(metrics['g_loss']))
+  c.model.image.latent_from_step = 5
+  with pytest.raises(ValueError, match=r'latent_from_step \(a step of the T = '
+                                       r'ddgan.num_steps\) must be an integer in 1\.\.4'):
+    families.build(c, stacked)
+  c.model.image.latent_from_step, c.model.image.noise_channels = 2, 0
+  with pytest.raises(ValueError, match='but there are none'):
+    families.build(c, stacked)
+
+
 @pytest.mark.parametrize('dataset,shape', [
     ('grid25', (2,)), ('digits', (8, 8, 1)), ('stacked_digits', (8, 8, 3)),
     ('fashion_mnist', (28, 28, 1)), ('tfds:cifar10', (32, 32, 3))])

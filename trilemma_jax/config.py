@@ -53,6 +53,7 @@ ADDED_KEYS: dict[str, Any] = {
     'model.image.arch': 'unet',  # DDGAN's image networks
     'model.image.attn_resolutions': [],  # (as JSON) DDGAN's before NCSN++; DDPM always had it
     'model.image.noise_channels': 0,  # DDGAN's U-Net before its noise maps
+    'model.image.latent_from_step': 1,  # the mapped latent at every step
     'ddpm.ancestral': True,
 }
 

@@ -1086,6 +1086,17 @@ STACKED_19200 = _stacked(
     'stacked digits DDGAN T = 4, R1 0.02 every 15, official grid, cosine decay, energy '
     'score 0.3, three noise maps: 19,200 steps')
 
+# The 14,400-step recipe with the last step's randomness from the noise maps
+# alone (model.image.latent_from_step = 2): at 14,400 steps the last step of
+# seed 4 tied the channels' digits through the shared latent (excess MI from
+# exact x_1 0.195, section 36) and its KL stayed at 0.101.
+STACKED_14400_LATENT2 = _stacked(
+    {'ddgan_14400_energy0_3_noise3_latent2': {
+        'train.steps': 14400, 'ddgan.energy_weight': 0.3, 'model.image.noise_channels': 3,
+        'model.image.latent_from_step': 2}},
+    (0, 1, 2, 3, 4),
+    'stacked digits DDGAN as STACKED_14400, the last step without the mapped latent')
+
 # Session 9's stacked recipe (the pins) at 4,800 steps, on the time grid p = 1.5
 # (its last step kept the digits of exact x_1, where the official grid's changed
 # them), at T = 8 on that grid (more steps where the digits are decided), with

@@ -165,6 +165,9 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   # 'unet' only: K > 0 feeds the generator K maps of per-pixel noise beside x_t
   # (drawn with z, which grows by H * W * K); 0 = the one mapped latent only.
   im.noise_channels = 0
+  # 'unet' with noise maps only: k > 1 leaves the mapped latent out of the
+  # steps t < k (zeroed), whose randomness is then the maps' alone.
+  im.latent_from_step = 1
   if dataset in ('digits', 'stacked_digits'):
     # Three D updates per G update and lr 1e-3: with one, D never caught up
     # with G (docs/ddgan_recipe.md).
@@ -359,6 +362,16 @@ def validate(config: ml_collections.ConfigDict, info: DatasetInfo) -> None:
           f'config.model.image.noise_channels={noise_channels} is for the U-Net generator '
           "(model.image.arch='unet'); the NCSN++ generator takes only the mapped latent. Set "
           '--config.model.image.noise_channels=0 or --config.model.image.arch=unet.')
+    latent_from_step = validation.int_range(1, int(config.ddgan.num_steps))(
+        'config.model.image.latent_from_step (a step of the T = ddgan.num_steps)',
+        config_lib.setting(config, 'model.image.latent_from_step'))
+    if latent_from_step > 1 and not noise_channels:
+      raise ValueError(
+          f'config.model.image.latent_from_step={latent_from_step} leaves the mapped latent out '
+          f'of the steps below {latent_from_step}, whose randomness would then come from the '
+          "U-Net generator's noise maps, but there are none (model.image.noise_channels=0). Set "
+          '--config.model.image.noise_channels to 1 or more (with model.image.arch=unet), or '
+          'latent_from_step=1.')
   validation.boolean('config.ddgan.per_step_generator',
                      config_lib.setting(config, 'ddgan.per_step_generator'))
   validation.non_negative('config.ddgan.energy_weight',

@@ -497,6 +497,8 @@ def build_networks(config: ml_collections.ConfigDict, info: DatasetInfo,
                               activation=m.g_activation, time_scale=time_scale,
                               noise_channels=int(config_lib.setting(
                                   config, 'model.image.noise_channels')),
+                              latent_from_step=int(config_lib.setting(
+                                  config, 'model.image.latent_from_step')),
                               dtype=dtype)
     discriminator = ConvDiscriminator(channels=tuple(im.d_channels), time_dim=m.time_dim,
                                       activation=m.d_activation, time_scale=time_scale,

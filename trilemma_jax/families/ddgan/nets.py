@@ -312,6 +312,9 @@ class UNetGenerator(nn.Module):
       noise maps that enter beside ``x_t`` (randomness local to each pixel, not
       shared by the whole image as the mapped latent is); ``z`` then has
       ``latent_dim + H * W * K`` entries (:func:`noise_map_size`).
+    latent_from_step: the mapped latent enters only at steps ``t >= k``;
+      below ``k`` its entries are zeroed, so there the step's randomness is
+      the noise maps' alone (1: the latent at every step).
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -326,6 +329,7 @@ class UNetGenerator(nn.Module):
   tanh: bool = True
   time_scale: float = 1.0
   noise_channels: int = 0
+  latent_from_step: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -345,6 +349,8 @@ class UNetGenerator(nn.Module):
                          f'{local} (the latent, then the noise maps).')
       z, noise = z[:, :-local], z[:, -local:]
       h_in = jnp.concatenate([x_t, noise.reshape(b, hgt, wid, self.noise_channels)], axis=-1)
+    if self.latent_from_step > 1:
+      z = jnp.where((jnp.asarray(t) >= self.latent_from_step)[:, None], z, jnp.zeros_like(z))
     w = MappingNetwork(self.z_emb_dim, self.mapping_layers, 'leaky_relu', dtype=dtype,
                        name='mapping')(z)
     time_dim = self.time_dim or 4 * self.ch
