@@ -1069,34 +1069,34 @@ STACKED_8X_STEPS = _stacked(
 # does longer training bring the seeds above issue 11's KL bound (1, 3 and 4 at
 # 9,600) under it? Seeds 4, 1 and 3 ran in section 36, 0 and 2 in section 37;
 # since then the main profile stacked_long trains this config.
-STACKED_14400 = _stacked(
-    {'ddgan_14400_energy0_3_noise3': {'train.steps': 14400, 'ddgan.energy_weight': 0.3,
-                                      'model.image.noise_channels': 3}},
-    (0, 1, 2, 3, 4),
-    'stacked digits DDGAN T = 4, R1 0.02 every 15, official grid, cosine decay, energy '
-    'score 0.3, three noise maps: 14,400 steps')
+def _long_recipe(steps: int, suffix: str = '', extra: dict | None = None,
+                 description: str = '') -> Profile:
+  """Section 35's long recipe (the stacked pins with the energy score 0.3 and three noise
+  maps) at ``steps``, seeds 0-4, as the entry ``ddgan_<steps>_energy0_3_noise3<suffix>``."""
+  return _stacked(
+      {f'ddgan_{steps}_energy0_3_noise3{suffix}': {
+          'train.steps': steps, 'ddgan.energy_weight': 0.3, 'model.image.noise_channels': 3,
+          **(extra or {})}},
+      (0, 1, 2, 3, 4),
+      description or ('stacked digits DDGAN T = 4, R1 0.02 every 15, official grid, cosine '
+                      f'decay, energy score 0.3, three noise maps: {steps:,} steps'))
+
+
+STACKED_14400 = _long_recipe(14400)
 
 # The same at 19,200 steps (twice section 35's 9,600): at 14,400 seed 4 stayed at
 # KL 0.101, just over issue 11's bound, seed 1 at 0.098. Does another third of the
 # training bring the worst seeds under it, as 9,600 -> 14,400 did for four of five?
 # Seeds 1 and 4: 0.078 and 0.075 (section 38); seeds 0, 2 and 3 to run.
-STACKED_19200 = _stacked(
-    {'ddgan_19200_energy0_3_noise3': {'train.steps': 19200, 'ddgan.energy_weight': 0.3,
-                                      'model.image.noise_channels': 3}},
-    (0, 1, 2, 3, 4),
-    'stacked digits DDGAN T = 4, R1 0.02 every 15, official grid, cosine decay, energy '
-    'score 0.3, three noise maps: 19,200 steps')
+STACKED_19200 = _long_recipe(19200)
 
 # The 14,400-step recipe with the last step's randomness from the noise maps
 # alone (model.image.latent_from_step = 2): at 14,400 steps the last step of
 # seed 4 tied the channels' digits through the shared latent (excess MI from
 # exact x_1 0.195, section 36) and its KL stayed at 0.101. Seed 4: KL 0.099, the
 # tie moved to the step from x_2 (section 38).
-STACKED_14400_LATENT2 = _stacked(
-    {'ddgan_14400_energy0_3_noise3_latent2': {
-        'train.steps': 14400, 'ddgan.energy_weight': 0.3, 'model.image.noise_channels': 3,
-        'model.image.latent_from_step': 2}},
-    (0, 1, 2, 3, 4),
+STACKED_14400_LATENT2 = _long_recipe(
+    14400, '_latent2', {'model.image.latent_from_step': 2},
     'stacked digits DDGAN as STACKED_14400, the last step without the mapped latent')
 
 # Session 9's stacked recipe (the pins) at 4,800 steps, on the time grid p = 1.5
