@@ -1086,15 +1086,15 @@ STACKED_14400 = _long_recipe(14400)
 
 # The same at 19,200 steps (twice section 35's 9,600): at 14,400 seed 4 stayed at
 # KL 0.101, just over issue 11's bound, seed 1 at 0.098. Does another third of the
-# training bring the worst seeds under it, as 9,600 -> 14,400 did for four of five?
+# training lower the worst seeds' KL further, as 9,600 -> 14,400 did on four of five?
 # Seeds 1 and 4: 0.078 and 0.075 (section 38); seeds 0, 2 and 3 to run.
 STACKED_19200 = _long_recipe(19200)
 
 # The 14,400-step recipe with the last step's randomness from the noise maps
 # alone (model.image.latent_from_step = 2): at 14,400 steps the last step of
 # seed 4 tied the channels' digits through the shared latent (excess MI from
-# exact x_1 0.195, section 36) and its KL stayed at 0.101. Seed 4: KL 0.099, the
-# tie moved to the step from x_2 (section 38).
+# exact x_1 0.195, section 36) and its KL stayed at 0.101. Seed 4: KL 0.099; the
+# last step untied, the step from x_2 still ties the channels (section 38).
 STACKED_14400_LATENT2 = _long_recipe(
     14400, '_latent2', {'model.image.latent_from_step': 2},
     'stacked digits DDGAN as STACKED_14400, the last step without the mapped latent')
