@@ -14,11 +14,17 @@ case "$accelerator" in
      exit 2 ;;
 esac
 
+# Debian packages, where we may install them (root with apt-get).
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 # Fashion-MNIST IDX files (the `fashion_mnist` dataset reads them offline).
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  if [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  if can_apt; then
+    apt_install dataset-fashion-mnist
   else
     echo "note: install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist)" \
          "to use the fashion_mnist dataset." >&2
@@ -43,9 +49,8 @@ if [ ! -x .venv/bin/python ] || [ "$(.venv/bin/python -c 'import sys; print(f"{s
     # Debian's Pythons ship venv's ensurepip in a package of its own.
     rm -rf .venv
     ver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      export DEBIAN_FRONTEND=noninteractive
-      apt-get update -qq && apt-get install -y -qq "python${ver}-venv" >/dev/null
+    if can_apt; then
+      apt_install "python${ver}-venv"
       "$PY" -m venv .venv
     else
       echo "error: $PY could not create a venv; on Debian install python${ver}-venv" \

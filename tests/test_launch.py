@@ -4,7 +4,9 @@ TRILEMMA_DRY_RUN=1 makes the launch script print its gcloud commands; these
 tests check that what each worker would run is the train command as given.
 """
 
+import glob
 import os
+import re
 import shlex
 import subprocess
 
@@ -69,9 +71,6 @@ def test_setup_refuses_an_unknown_accelerator_before_touching_anything():
 def test_every_config_spec_the_docs_give_loads():
   """Each ``families/<f>/config.py:<dataset>`` written in the README, docs/ and the
   scripts names a dataset the config knows (a TPU command once named ``cifar10``)."""
-  import glob
-  import re
-
   from trilemma_jax import config as config_lib
 
   files = [os.path.join(ROOT, 'README.md'), *glob.glob(os.path.join(ROOT, 'docs', '*.md')),
