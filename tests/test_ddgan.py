@@ -354,6 +354,9 @@ def test_noise_maps_widen_z_reach_the_unet_and_old_runs_read_as_without():
   assert c.model.image.noise_channels == 3  # stacked digits' default (docs/ddgan_steps.md, 34)
   assert get_config('digits').model.image.noise_channels == 0
   c.train.steps, c.data.batch_size = 2, 8
+  # Narrow nets and one D update: what is tested is the generator's input, not its width.
+  c.model.image.ch, c.model.num_groups, c.model.image.d_channels = 8, 4, (8, 16)
+  c.ddgan.n_critic = 1
   c.model.image.noise_channels = 0
   saved = json.loads(c.to_json_best_effort())
   del saved['model']['image']['noise_channels']
@@ -363,7 +366,7 @@ def test_noise_maps_widen_z_reach_the_unet_and_old_runs_read_as_without():
   c.model.image.noise_channels = 3
   assert ddgan.latent_size(c, stacked) == c.model.latent_dim + 8 * 8 * 3
   fam = families.build(c, stacked)
-  state = fam.init(jax.random.PRNGKey(0), make_batch(stacked, b=8))
+  state = jax.jit(fam.init)(jax.random.PRNGKey(0), make_batch(stacked, b=8))
   assert state.params['generator']['conv_in']['kernel'].shape[2] == 3 + 3  # x_t and the maps
   state, metrics = jax.jit(fam.train_step)(state, make_batch(stacked, b=8))
   assert np.isfinite(float(metrics['g_loss']))
@@ -373,8 +376,9 @@ def test_noise_maps_widen_z_reach_the_unet_and_old_runs_read_as_without():
   g = state.params['generator']
   x_t, t = jnp.zeros((2, 8, 8, 3)), jnp.array([1, 2])
   z = jax.random.normal(jax.random.PRNGKey(2), (2, parts.latent_dim))
-  out = parts.generator.apply({'params': g}, x_t, z, t)
-  moved = parts.generator.apply({'params': g}, x_t, z.at[:, -1].add(3.0), t)
+  apply = jax.jit(parts.generator.apply)  # eagerly, each op would compile on its own
+  out = apply({'params': g}, x_t, z, t)
+  moved = apply({'params': g}, x_t, z.at[:, -1].add(3.0), t)
   assert float(jnp.abs(out - moved).max()) > 0
   with pytest.raises(ValueError, match='needs more than 192'):
     parts.generator.apply({'params': g}, x_t, z[:, :192], t)
@@ -393,17 +397,21 @@ def test_latent_from_step_leaves_the_mapped_latent_out_of_the_late_steps():
   saved = json.loads(c.to_json_best_effort())
   del saved['model']['image']['latent_from_step']
   assert config_lib.changed_keys(saved, c) == []  # runs saved before the key read as 1
+  c.model.image.ch, c.model.num_groups = 8, 4  # narrow: the test is about z's path
   stacked = data.load_info('stacked_digits')
   x_t, t = jnp.zeros((2, 8, 8, 3)), jnp.array([1, 2])
   z = jax.random.normal(jax.random.PRNGKey(2), (2, ddgan.latent_size(c, stacked)))
   other = z.at[:, :c.model.latent_dim].set(
       jax.random.normal(jax.random.PRNGKey(3), (2, c.model.latent_dim)))  # same maps
 
+  # The option adds no parameters: one initialisation serves both. Jitted: eagerly,
+  # each of the U-Net's ops would compile on its own.
+  params = jax.jit(ddgan.build_parts(c, stacked).generator.init)(jax.random.PRNGKey(0), x_t, z, t)
+
   def moved(k):
     c.model.image.latent_from_step = k
-    parts = ddgan.build_parts(c, stacked)
-    params = parts.generator.init(jax.random.PRNGKey(0), x_t, z, t)
-    out, out_other = (parts.generator.apply(params, x_t, zz, t) for zz in (z, other))
+    apply = jax.jit(ddgan.build_parts(c, stacked).generator.apply)
+    out, out_other = (apply(params, x_t, zz, t) for zz in (z, other))
     return np.asarray(jnp.abs(out - out_other).reshape(2, -1).max(axis=1))
 
   assert (moved(1) > 0).all()
@@ -412,9 +420,12 @@ def test_latent_from_step_leaves_the_mapped_latent_out_of_the_late_steps():
   c.model.image.latent_from_step = 2
   c.train.steps, c.data.batch_size = 2, 8
   fam = families.build(c, stacked)
-  state = fam.init(jax.random.PRNGKey(0), make_batch(stacked, b=8))
-  state, metrics = jax.jit(fam.train_step)(state, make_batch(stacked, b=8))
-  assert np.isfinite(float(metrics['g_loss']))
+  # The train step takes the option (traced, not compiled: the step with the maps is
+  # compiled and run in the test above, and this one differs by the zeroing checked here).
+  batch = make_batch(stacked, b=8)
+  state = jax.eval_shape(fam.init, jax.random.PRNGKey(0), batch)
+  _, metrics = jax.eval_shape(fam.train_step, state, batch)
+  assert metrics['g_loss'].shape == ()
   c.model.image.latent_from_step = 5
   with pytest.raises(ValueError, match=r'latent_from_step \(a step of the T = '
                                        r'ddgan.num_steps\) must be an integer in 1\.\.4'):
