@@ -331,7 +331,7 @@ def test_per_step_generator_trains_and_samples_and_old_runs_read_as_shared():
   assert_saved_without_key_is_the_same_run('per_step_generator', True)
   c = small_config(per_step_generator=True)
   fam = families.build(c, POINTS)
-  state = fam.init(jax.random.PRNGKey(0), make_batch(POINTS))
+  state = jax.jit(fam.init)(jax.random.PRNGKey(0), make_batch(POINTS))
   kernels = state.params['generator']['body']['body']['dense_out']['kernel']
   assert kernels.shape[0] == c.ddgan.num_steps  # SkipGenerator(PerStepGenerator(MLP))
   state, metrics = jax.jit(fam.train_step)(state, make_batch(POINTS))
@@ -516,7 +516,9 @@ def test_one_step_matches_the_formula(num_steps=4):
   g, d = ddgan.build_networks(c, POINTS, s)
   opt = optax.sgd(lr)
   batch = make_batch(POINTS, 8)
-  state = ddgan.init_state(g, d, opt, opt, jax.random.PRNGKey(0), batch, latent_dim=3)
+  # Init and the formula's gradients jitted: eagerly, each op would compile on its own.
+  state = jax.jit(lambda rng: ddgan.init_state(g, d, opt, opt, rng, batch, latent_dim=3))(
+      jax.random.PRNGKey(0))
   step = ddgan.make_train_step(g, d, opt, opt, s, latent_dim=3, data_scale=scale,
                                r1_gamma=gamma, r1_every=1, ema_decay=0.9)
   new, metrics = jax.jit(step)(state, batch)
@@ -537,16 +539,16 @@ def test_one_step_matches_the_formula(num_steps=4):
     adv = losses.d_loss_minimax(logit(u.real, u_xt, u_t), logit(u.fake, u_xt, u_t))
     return jnp.mean(adv) + 0.5 * gamma * jnp.mean(r1)
 
-  d1 = jax.tree.map(lambda p, gr: p - lr * gr, d0, jax.grad(d_objective)(d0))
+  d1 = jax.tree.map(lambda p, gr: p - lr * gr, d0, jax.jit(jax.grad(d_objective))(d0))
   chex.assert_trees_all_close(new.params['discriminator'], d1, rtol=1e-5, atol=1e-6)
 
   def g_objective(p):  # fresh t, pairs and z; against the updated discriminator
     v = draw(p, batch, jax.random.fold_in(key, 1))
     return jnp.mean(losses.g_loss_non_saturating(d.apply({'params': d1}, v.fake, *v.cond)))
 
-  g1 = jax.tree.map(lambda p, gr: p - lr * gr, g0, jax.grad(g_objective)(g0))
+  g1 = jax.tree.map(lambda p, gr: p - lr * gr, g0, jax.jit(jax.grad(g_objective))(g0))
   chex.assert_trees_all_close(new.params['generator'], g1, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(metrics['g_loss'], g_objective(g0), rtol=1e-5)
+  np.testing.assert_allclose(metrics['g_loss'], jax.jit(g_objective)(g0), rtol=1e-5)
   # EMA warm-up at step 0: decay = min(0.9, 1/10).
   chex.assert_trees_all_close(
       new.ema,
