@@ -1087,7 +1087,8 @@ STACKED_14400 = _long_recipe(14400)
 # The same at 19,200 steps (twice section 35's 9,600): at 14,400 seed 4 stayed at
 # KL 0.101, just over issue 11's bound, seed 1 at 0.098. Does another third of the
 # training lower the worst seeds' KL further, as 9,600 -> 14,400 did on four of five?
-# Seeds 1 and 4: 0.078 and 0.075 (section 38); seeds 0, 2 and 3 to run.
+# Seeds 1 and 4: 0.078 and 0.075 (section 38); seeds 0 and 2: 0.076 and 0.080
+# (section 39); seed 3 to run.
 STACKED_19200 = _long_recipe(19200)
 
 # The 14,400-step recipe with the last step's randomness from the noise maps
