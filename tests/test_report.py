@@ -165,12 +165,12 @@ def test_a_run_extends_its_steps_only_where_no_schedule_is_laid_over_them(tmp_pa
   (tmp_path / 'config.json').write_text(config.to_json_best_effort(indent=2))
   harness.check_same_setting(
       harness.family_config('ddpm', 'digits', 0, {**constant, 'train.steps': 300}), str(tmp_path))
-  # stacked_long at 9,600 steps, asked for 14,400: the cosine decay of both optimisers.
+  # stacked_long at 9,600 steps, asked for 19,200: the cosine decay of both optimisers.
   long = profiles.get_profile('stacked_long').overrides_for('ddgan', 'stacked_digits')
   saved = harness.family_config('ddgan', 'stacked_digits', 0, {**long, 'train.steps': 9600})
   (tmp_path / 'config.json').write_text(saved.to_json_best_effort(indent=2))
   longer = harness.family_config('ddgan', 'stacked_digits', 0, long)
-  with pytest.raises(ValueError, match=r'train.steps=9600, asked to run to 14400; but '
+  with pytest.raises(ValueError, match=r'train.steps=9600, asked to run to 19200; but '
                      r'its config lays a schedule over train.steps \(optim.cosine_decay=True\)'
                      r'.*resume with train.steps=9600'):
     harness.check_same_setting(longer, str(tmp_path))
@@ -260,14 +260,14 @@ def test_the_coverage_profile_gives_ring8_and_stacked_digits_the_default_budgets
     assert stacked == default.overrides_for(family, 'digits')
 
 
-def test_the_stacked_long_profile_runs_the_recipe_sections_36_37_measured():
-  """The runs of docs/ddgan_steps.md sections 36-37 at 14,400 steps: the stacked default
+def test_the_stacked_long_profile_runs_the_recipe_sections_38_40_measured():
+  """The runs of docs/ddgan_steps.md sections 38-40 at 19,200 steps: the stacked default
   with R1 0.02 every 15, the official grid and cosine decay; energy score and maps kept."""
   long = profiles.get_profile('stacked_long')
   assert (long.datasets, long.families, long.seeds) == (('stacked_digits',), ('ddgan',), (0, 1, 2))
   config = harness.family_config('ddgan', 'stacked_digits', 0,
                                  long.overrides_for('ddgan', 'stacked_digits'))
-  assert config.train.steps == 14400 and config.optim.cosine_decay
+  assert config.train.steps == 19200 and config.optim.cosine_decay
   assert (config.ddgan.r1_gamma, config.ddgan.r1_every, config.ddgan.time_power) == (0.02, 15, 1.0)
   assert (config.ddgan.energy_weight, config.model.image.noise_channels) == (0.3, 3)
   # The same config as the investigation profile's entry that measured it, and at
@@ -278,7 +278,7 @@ def test_the_stacked_long_profile_runs_the_recipe_sections_36_37_measured():
   spec = importlib.util.spec_from_file_location('ddgan_profiles_for_stacked_long', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  measured = module.STACKED_14400.overrides_for('ddgan_14400_energy0_3_noise3', 'stacked_digits')
+  measured = module.STACKED_19200.overrides_for('ddgan_19200_energy0_3_noise3', 'stacked_digits')
   assert config == harness.family_config('ddgan', 'stacked_digits', 0, measured)
   shorter = module.STACKED_8X_STEPS.overrides_for('ddgan_9600_energy0_3_noise3', 'stacked_digits')
   assert harness.family_config('ddgan', 'stacked_digits', 0,

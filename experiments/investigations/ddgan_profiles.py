@@ -1068,7 +1068,7 @@ STACKED_8X_STEPS = _stacked(
 # recipe with the energy score 0.3 and three noise maps) trained 1.5x as long:
 # does longer training bring the seeds above issue 11's KL bound (1, 3 and 4 at
 # 9,600) under it? Seeds 4, 1 and 3 ran in section 36, 0 and 2 in section 37;
-# since then the main profile stacked_long trains this config.
+# the main profile stacked_long trained this config in sessions 29-31.
 def _long_recipe(steps: int, suffix: str = '', extra: dict | None = None,
                  description: str = '') -> Profile:
   """Section 35's long recipe (the stacked pins with the energy score 0.3 and three noise
@@ -1088,7 +1088,8 @@ STACKED_14400 = _long_recipe(14400)
 # KL 0.101, just over issue 11's bound, seed 1 at 0.098. Does another third of the
 # training lower the worst seeds' KL further, as 9,600 -> 14,400 did on four of five?
 # Seeds 1 and 4: 0.078 and 0.075 (section 38); seeds 0 and 2: 0.076 and 0.080
-# (section 39); seed 3 to run.
+# (section 39); seed 3: 0.069 (section 40). The main profile stacked_long trains
+# this config since session 32.
 STACKED_19200 = _long_recipe(19200)
 
 # The 14,400-step recipe with the last step's randomness from the noise maps

@@ -202,8 +202,8 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
       # three channels' digits together (section 34). With the maps, over five
       # seeds, KL 0.28 against 0.34 (lower on four), the channels' dependence
       # 0.04-0.07 against 0.10-0.12, FD 52 against 54, recall 0.34 against 0.29.
-      # With R1, the official grid and cosine decay at 14,400 steps (profile
-      # stacked_long), the score and the maps give KL 0.089 over five seeds (sections 35-37).
+      # With R1, the official grid and cosine decay at 19,200 steps (profile
+      # stacked_long), the score and the maps give KL 0.076 over five seeds (sections 35-40).
       im.noise_channels = 3
     c.model.num_groups = 8
     c.model.z_emb_dim = 64
