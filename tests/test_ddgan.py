@@ -1149,6 +1149,12 @@ def test_the_investigation_profiles_reproduce_their_uniform_runs():
   for entry, steps in (('ddgan_energy0_3', 3000), ('ddgan_cosine', 3000),
                        ('ddgan_6000_steps', 6000)):
     assert late.overrides_for(entry, 'ring8')['train.steps'] == steps, entry
+  # Section 23's 6,000-step runs (issue 11's ring8 figures) are the coverage
+  # profile's ring8 DDGAN, key for key.
+  coverage = profiles.get_profile('coverage').overrides_for('ddgan', 'ring8')
+  ring8 = families.get_config('ddgan', 'ring8', coverage)
+  measured = families.get_config('ddgan', 'ring8', late.overrides_for('ddgan_6000_steps', 'ring8'))
+  assert config_lib.changed_keys(json.loads(measured.to_json_best_effort()), ring8) == []
   assert found['COVERAGE_PROBE'].overrides_for('ddgan', 'ring8')['train.steps'] == 3000
   energy = found['RING8_ENERGY']
   for entry, weight in (('ddgan_energy0_3', 0.3), ('ddgan_p1_5_t16842', 0.0)):
