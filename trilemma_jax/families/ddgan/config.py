@@ -112,43 +112,38 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
   if kind == 'points':
     _points(c)
     if dataset == 'grid25':
-      # R1's gamma from 3 down to the 0.1 of _points over the run: at T = 4, 25/25
-      # modes on 5 of 5 seeds where a constant 0.1 lost seed 0 (1 %HQ) on the same
-      # machine (docs/ddgan_steps.md, section 23); it lost seed 7 of 5-9 (section 24).
+      # R1's gamma from 3 down to the 0.1 of _points over the run: a strong early
+      # penalty keeps a seed from collapsing onto a few modes (docs/ddgan_steps.md,
+      # sections 23-25).
       c.ddgan.r1_gamma_start = 3.0
       # T = 4 on a time grid finer near the data (p = 1.5: x_1's noise std 0.40, not
       # 0.69), the energy score, and discriminator features down to period 16
-      # (octaves -3..3): 25/25 modes, 97.6-98.4 %HQ and reverse KL 0.008-0.017 on 10
-      # of 10 seeds, as good as T = 8 on the official grid with both (the default
-      # before; 0.005-0.016 in section 26) at half the network calls per sample,
-      # against 0.07-0.30 at T = 4 with the octaves alone and 0.06-0.18 with p = 1.5
-      # alone (docs/ddgan_steps.md, section 31). On the official grid the score blurs
-      # grid25 at T <= 4, where the last step's posterior is wide (section 21).
-      # Features from octave 0 all repeat with the grid's spacing, so only the raw
-      # coordinates would tell D one mode from another (section 26).
+      # (octaves -3..3): the three together even the mode weights on every seed,
+      # at half the network calls of T = 8 (docs/ddgan_steps.md, sections 26 and 31).
+      # On the official grid the score blurs grid25 at T <= 4, where the last
+      # step's posterior is wide (section 21). Features from octave 0 all repeat
+      # with the grid's spacing, so only the raw coordinates would tell D one
+      # mode from another (section 26).
       c.ddgan.num_steps = 4
       c.ddgan.time_power = 1.5
       c.ddgan.energy_weight = 0.3
       c.model.points.d_fourier_octaves = 7
       c.model.points.d_fourier_first_octave = -3
     if dataset == 'ring8':
-      # Eight steps on ring8 (modes of std 0.01): 8/8 modes and reverse KL 0.02-0.06 on
-      # 5 of 5 seeds, against 7-8 modes and 0.05-0.60 at T = 4 (docs/ddgan_steps.md, section 11).
+      # Eight steps on ring8 (modes of std 0.01): at T = 4 seeds dropped modes
+      # (docs/ddgan_steps.md, section 11).
       c.ddgan.num_steps = 8
       # A time grid finer near the data, and the late steps trained more often
-      # (weights halving from t = 1): 92.1-93.8 %HQ and reverse KL 0.004-0.019 on
-      # 5 of 5 seeds, against 67-82 %HQ and 0.016-0.020 on the official grid with
-      # the last step weighted 8 (docs/ddgan_steps.md, section 20). The weights are
-      # one per step, so another T needs its own (or --config.ddgan.t_weights='()').
+      # (weights halving from t = 1): the sharpness ring8's narrow modes need
+      # (docs/ddgan_steps.md, section 20). The weights are one per step, so
+      # another T needs its own (or --config.ddgan.t_weights='()').
       c.ddgan.time_power = 1.5
       c.ddgan.t_weights = (16.0, 8.0, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0)
       # An energy-score term makes the generator use its latent, which it
-      # otherwise ignores (its steps from x_2..x_5 were too narrow): 93.2-95.0
-      # %HQ and reverse KL 0.002-0.006 on 5 of 5 seeds, against 92.1-93.8 and
-      # 0.004-0.019 without (docs/ddgan_steps.md, section 21).
+      # otherwise ignores (its steps from x_2..x_5 were too narrow;
+      # docs/ddgan_steps.md, section 21).
       c.ddgan.energy_weight = 0.3
-      # Twice grid25's steps: 96.5-97.3 %HQ and reverse KL 0.001-0.002 on 5 of 5
-      # seeds, against 93.7-94.3 and 0.003-0.006 at 3,000 (docs/ddgan_steps.md,
+      # Twice grid25's steps: at 3,000 no seed reached 95 %HQ (docs/ddgan_steps.md,
       # section 23).
       c.train.steps = 6000
     return c
@@ -173,37 +168,27 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     # with G (docs/ddgan_recipe.md).
     c.model.g_activation = 'silu'
     if dataset == 'digits':
-      # The last step trained 4x as often: FD 6.3 against 10.2 with uniform steps,
-      # recall unchanged (docs/ddgan_steps.md, section 15). Not on stacked digits,
-      # where it covered fewer modes (section 17).
+      # The last step trained 4x as often: it decides the digit's details
+      # (docs/ddgan_steps.md, section 15). Not on stacked digits, where it
+      # covered fewer modes (section 17).
       c.ddgan.last_step_weight = 4.0
       # Batch 32 and no R1 (the official gamma 0.02 every 15 D updates averages
-      # 0.0013 per update): over five seeds FD 8.2 against 8.6 and recall 0.79
-      # against 0.78, at 2.3x the steps/s (docs/ddgan_steps.md, section 28).
-      # Stacked digits keeps batch 64: at batch 32 its 1,000 modes were covered
-      # less evenly for the same steps (section 28).
-    # No R1 on stacked digits either (alone the same KL to uniform at 1.2x the
-    # steps/s), and there the time grid p = 1.5 with the energy score 0.3, which
-    # evened grid25's mode weights: KL 0.36-0.43 and 990-999 modes on 5 of 5
-    # seeds against 0.38-0.58 and 977-996 with R1 on the official grid, FD 62
-    # against 72, at the same steps/s, at these 1,200 steps; at 4,800 the recipe
-    # before was better (0.13-0.17 against 0.23; docs/ddgan_steps.md, section 32).
+      # 0.0013 per update): the same quality at 2.3x the steps/s
+      # (docs/ddgan_steps.md, section 28). Stacked digits keeps batch 64: at batch
+      # 32 its 1,000 modes were covered less evenly for the same steps.
+    # No R1 on stacked digits either (the same KL to uniform, faster steps), and
+    # there the time grid p = 1.5 with the energy score, which evened grid25's
+    # mode weights, at these 1,200 steps; long runs use another recipe (profile
+    # stacked_long; docs/ddgan_steps.md, sections 32 and 35-40).
     c.ddgan.r1_gamma = 0.0
     if dataset == 'stacked_digits':
       c.ddgan.time_power = 1.5
       c.ddgan.energy_weight = 0.3
-      # Constant learning rates, as on the points: over the same five seeds KL 0.34
-      # against 0.38 (lower on four), FD 54 against 62 (lower on all five) and
-      # recall 0.29 against 0.22 at the same cost per step. At 9,600 steps the
-      # recipe with R1 on the official grid without the score is better (KL 0.13
-      # against 0.19 on seed 0; section 33).
+      # Constant learning rates, as on the points: better KL, FD and recall at
+      # 1,200 steps (section 33).
       c.optim.cosine_decay = False
       # Three maps of per-pixel noise beside x_t: the one mapped latent drew the
-      # three channels' digits together (section 34). With the maps, over five
-      # seeds, KL 0.28 against 0.34 (lower on four), the channels' dependence
-      # 0.04-0.07 against 0.10-0.12, FD 52 against 54, recall 0.34 against 0.29.
-      # With R1, the official grid and cosine decay at 19,200 steps (profile
-      # stacked_long), the score and the maps give KL 0.076 over five seeds (sections 35-40).
+      # three channels' digits together (section 34).
       im.noise_channels = 3
     c.model.num_groups = 8
     c.model.z_emb_dim = 64
@@ -216,13 +201,11 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     c.train.steps = 1200
     if dataset == 'digits':
       # 1,800 steps and a plain EMA of decay 0.998 (half-life ~350 steps; with the
-      # warm-up half the weight sits on the last ~130): issue 11's per-seed bounds
-      # against the DDPM (FD within 10 %, recall within 0.05) held on 10 of 10
-      # seeds, FD 6.8 against 9.3 at 1,200 steps with the warm-up, which missed
-      # them on 4 seeds, and 1,800 with it on 1 (docs/ddgan_steps.md, section 30).
-      # The EMA changes only the evaluated weights, not training. Stacked digits
-      # keeps 1,200 steps and the warm-up: the plain EMA covered its modes less
-      # evenly there (section 32).
+      # warm-up half the weight sits on the last ~130): what it took for issue 11's
+      # per-seed bounds against the DDPM to hold on every seed (docs/ddgan_steps.md,
+      # section 30). The EMA changes only the evaluated weights, not training.
+      # Stacked digits keeps 1,200 steps and the warm-up: the plain EMA covered
+      # its modes less evenly there (section 32).
       c.train.steps = 1800
       c.ema.warmup = False
       c.ema.decay = 0.998
