@@ -113,7 +113,7 @@ def get_config(dataset: str = 'grid25') -> ml_collections.ConfigDict:
     _points(c)
     if dataset == 'grid25':
       # R1's gamma from 3 down to the 0.1 of _points over the run: a strong early
-      # penalty keeps a seed from collapsing onto a few modes (docs/ddgan_steps.md,
+      # penalty made collapsed seeds rarer, not absent (docs/ddgan_steps.md,
       # sections 23-25).
       c.ddgan.r1_gamma_start = 3.0
       # T = 4 on a time grid finer near the data (p = 1.5: x_1's noise std 0.40, not
