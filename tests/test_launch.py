@@ -81,3 +81,55 @@ def test_every_config_spec_the_docs_give_loads():
   for spec in specs:
     config = config_lib.load_config_file(os.path.join(ROOT, spec))
     assert config.data.name == spec.split(':', 1)[1], spec
+
+
+def _doc_commands() -> list[tuple[str, str]]:
+  """(file, command) for each line of README.md and docs/*.md, continuations joined."""
+  files = [os.path.join(ROOT, 'README.md'), *glob.glob(os.path.join(ROOT, 'docs', '*.md'))]
+  return [(os.path.basename(f), line) for f in files
+          for line in open(f).read().replace('\\\n', ' ').splitlines()]
+
+
+def test_every_profile_and_family_the_docs_name_exists():
+  """Each ``--profile`` a doc's command names (built in, ``ddgan_profiles:<NAME>``, or a
+  ``for p in NAME...`` loop over investigation profiles) loads, and each ``--families``
+  beside it is among that profile's families: a renamed profile or entry breaks the
+  commands that reproduce the docs' figures."""
+  import importlib.util
+  from trilemma_jax import profiles
+
+  path = os.path.join(ROOT, 'experiments', 'investigations', 'ddgan_profiles.py')
+  spec = importlib.util.spec_from_file_location('ddgan_profiles_for_docs', path)
+  investigations = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(investigations)
+
+  def load(name):
+    if name.startswith('ddgan_profiles:'):
+      profile = getattr(investigations, name.split(':', 1)[1], None)
+      assert isinstance(profile, profiles.Profile), f'{name}: no such Profile in {path}'
+      return profile
+    return profiles.get_profile(name)
+
+  checked = set()
+  for doc, line in _doc_commands():
+    loop = re.search(r'\bfor \w+ in ([^;]*);\s*do', line)
+    if loop:  # the loops of the docs run investigation profiles: NAME or NAME:<something>
+      for word in loop.group(1).split():
+        name = word.split(':', 1)[0]
+        if re.fullmatch(r'[A-Z][A-Z0-9]*_[A-Z0-9_]+', name):
+          load('ddgan_profiles:' + name)
+          checked.add(name)
+    match = re.search(r'--profile[ =]([\w.:]+)', line)
+    if not match or match.group(1).endswith(':'):
+      continue  # ddgan_profiles:$p in a loop, checked above
+    if ':' in match.group(1) and not match.group(1).startswith('ddgan_profiles:'):
+      continue  # '<module>:<attribute>' of the reader's own (README's toy family)
+    name = match.group(1)
+    profile = load(name)
+    checked.add(name)
+    families = re.search(r'--families[ =]([\w,.-]+)', line)
+    if families:
+      unknown = set(families.group(1).split(',')) - set(profile.families)
+      assert not unknown, f'{doc}: {name} has no families {sorted(unknown)}: {line.strip()}'
+  # The summary page's commands are among those checked.
+  assert {'ddgan_profiles:GRID25_T4_FINE_MORE', 'stacked_long', 'GRID25_T8_ENERGY_OCTAVES'} <= checked
